@@ -1,0 +1,176 @@
+"""The `inspector` command.
+
+Each group of commands lives beside the code it drives and registers itself here; heavy
+imports (FastAPI, ONNX Runtime sessions, and torch for `train`) happen inside the commands, so
+`inspector --help` stays fast and the server never loads the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inspector.core.errors import InspectorError
+
+app = typer.Typer(
+    name="inspector",
+    help="Machine-vision defect inspection: train ONNX defect models, judge images, serve them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Work with model packages.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one red line and return the Exit to raise."""
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders expanded (recursively) to their image files, sorted."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+@app.command()
+def inspect(
+    model_dir: Annotated[Path, typer.Argument(help="Model package folder (models/NAME/VERSION).")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    heatmaps: Annotated[
+        Path | None, typer.Option("--heatmaps", help="Write heatmap overlays (PNG) here.")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Images per inference batch.")] = 8,
+    providers: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt.")] = "auto",
+) -> None:
+    """Judge images offline with a model package: verdict, score and time per file.
+
+    Examples:
+
+        inspector inspect models/tiles/1 part_001.png part_002.jpg
+
+        inspector inspect models/tiles/1 frames/ --json --heatmaps /tmp/heat
+    """
+    from inspector.core.images import encode
+    from inspector.core.pipeline import Detector
+    from inspector.core.runtime import RuntimeOptions
+
+    try:
+        detector = Detector.load(model_dir, RuntimeOptions(providers=providers))  # type: ignore[arg-type]
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
+    files = expand_images(paths)
+    if not files:
+        raise fail("no images found in the given paths")
+    if heatmaps:
+        heatmaps.mkdir(parents=True, exist_ok=True)
+    table = Table("file", "verdict", "score", "ms", title=f"{detector.card.ref}")
+    errors = 0
+    out = Console()
+    for start in range(0, len(files), max(1, batch)):
+        chunk = files[start : start + max(1, batch)]
+        prepared = []
+        for f in chunk:
+            try:
+                prepared.append((f, detector.prepare_bytes(f.read_bytes())))
+            except (InspectorError, OSError) as exc:
+                errors += 1
+                console.print(f"[red]error:[/red] {f}: {exc}", highlight=False)
+        results = detector.infer([p for _, p in prepared])
+        for (f, frame), res in zip(prepared, results, strict=True):
+            ms = frame.decode_ms + res.infer_ms
+            row = {
+                "file": str(f),
+                "verdict": res.verdict,
+                "score": res.score,
+                "threshold": res.threshold,
+                "ms": round(ms, 2),
+            }
+            if res.label is not None:
+                row["label"] = res.label
+            if heatmaps:
+                target = heatmaps / f"{files.index(f):04d}_{f.stem}_heatmap.png"
+                target.write_bytes(encode(detector.overlay(frame, res), "png"))
+                row["heatmap"] = str(target)
+            if as_json:
+                print(json.dumps(row), flush=True)
+            else:
+                colour = "red" if res.verdict == "fail" else "green"
+                table.add_row(
+                    str(f), f"[{colour}]{res.verdict}[/{colour}]", f"{res.score:.4f}", f"{ms:.1f}"
+                )
+    if not as_json:
+        out.print(table)
+        out.print(f"threshold {detector.threshold:.4f}, provider {detector.model.provider}")
+    if errors:
+        raise fail(f"{errors} of {len(files)} file(s) could not be judged", code=1)
+
+
+@models_app.command("validate")
+def models_validate(
+    model_dir: Annotated[Path, typer.Argument(help="Model package folder.")],
+) -> None:
+    """Check a package: card, checksum, I/O contract, and one dummy batch.
+
+    Example: inspector models validate models/tiles/1
+    """
+    from inspector.core.pipeline import Detector
+    from inspector.core.runtime import RuntimeOptions
+
+    try:
+        detector = Detector.load(model_dir, RuntimeOptions(providers="cpu"))
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
+    card = detector.card
+    print(
+        f"ok: {card.ref} ({card.kind}) input {card.input.width}x{card.input.height} "
+        f"{card.input.resize}, threshold {card.threshold.value:.4f} ({card.threshold.method})"
+    )
+
+
+def _register_plugins() -> None:
+    """Attach command groups that live in other modules (server, training, datasets)."""
+    from importlib import import_module
+
+    for module in ("inspector.commands_eval", "inspector.server.commands"):
+        try:
+            mod = import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+def main() -> None:
+    _register_plugins()
+    try:
+        app()
+    except InspectorError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)

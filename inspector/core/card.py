@@ -1,0 +1,154 @@
+"""The model card: everything a server needs to preprocess a frame and decide, plus provenance.
+
+`card.json` sits beside `model.onnx` in a model package. The threshold lives here, not in the
+graph, so recalibrating never needs a re-export.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inspector.core.errors import ModelPackageError
+
+CARD_SCHEMA_VERSION = 1
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+ResizeMode = Literal["stretch", "letterbox", "center_crop"]
+ColorMode = Literal["rgb", "gray"]
+ModelKind = Literal["anomaly", "classifier"]
+ThresholdMethod = Literal["target_frr", "best_f1", "target_escape", "manual", "default"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """How a frame becomes the graph's `image` input (uint8 RGB, NHWC)."""
+
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    resize: ResizeMode = "stretch"
+    #: "gray" converts frames to gray and repeats it on three channels before the graph.
+    color: ColorMode = "rgb"
+    #: Fill value for letterbox borders.
+    pad_value: int = Field(default=0, ge=0, le=255)
+
+
+class ThresholdSpec(_Strict):
+    """Decision threshold: verdict is fail when score >= value."""
+
+    value: float
+    method: ThresholdMethod = "default"
+    #: The target the method aimed at (false-reject or escape rate), if any.
+    target: float | None = None
+    #: Which data it was chosen on, in words (folder, split, counts).
+    data: str | None = None
+    n_good: int | None = None
+    n_defect: int | None = None
+    calibrated_at: datetime | None = None
+
+
+class HeatmapSpec(_Strict):
+    """Maps raw anomaly-map values onto the colour scale: vmin -> blue, vmax -> red."""
+
+    vmin: float = 0.0
+    vmax: float = 1.0
+    #: Opacity of the colour overlay on the frame.
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("vmax")
+    @classmethod
+    def _vmax_above_vmin(cls, v: float, info: Any) -> float:
+        vmin = info.data.get("vmin", 0.0)
+        if v <= vmin:
+            raise ValueError(f"vmax ({v}) must be greater than vmin ({vmin})")
+        return v
+
+
+class Provenance(_Strict):
+    """Where a model came from: enough to reproduce it."""
+
+    data: str | None = None
+    backbone: str | None = None
+    weights: str | None = None
+    weights_sha256: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    code_revision: str | None = None
+    created_at: datetime | None = None
+
+
+class ExportInfo(_Strict):
+    opset: int | None = None
+    parity_max_abs_diff: float | None = None
+    parity_images: int | None = None
+
+
+class ModelCard(_Strict):
+    """Schema of `card.json` (schema_version 1)."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=NAME_PATTERN)
+    kind: ModelKind = "anomaly"
+    description: str = ""
+    input: InputSpec
+    #: Class names. For an anomaly model ["good", "defect"]; a classifier lists "good" first
+    #: and then its defect types, in the order of the `probabilities` output.
+    labels: list[str] = Field(default_factory=lambda: ["good", "defect"], min_length=2)
+    threshold: ThresholdSpec
+    heatmap: HeatmapSpec = Field(default_factory=HeatmapSpec)
+    metrics: dict[str, float | int | str | None] = Field(default_factory=dict)
+    training: Provenance = Field(default_factory=Provenance)
+    export: ExportInfo = Field(default_factory=ExportInfo)
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @property
+    def ref(self) -> str:
+        """`name:version`, the way logs and responses name a model."""
+        return f"{self.name}:{self.version}"
+
+
+def read_card(path: Path) -> ModelCard:
+    """Read and validate a card; every failure names the file and the field."""
+    if not path.is_file():
+        raise ModelPackageError(
+            f"{path}: card.json is missing", hint="a model package needs model.onnx and card.json"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelPackageError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version != CARD_SCHEMA_VERSION:
+        raise ModelPackageError(
+            f"{path}: unsupported schema_version {version!r}",
+            hint=f"this inspector reads schema_version {CARD_SCHEMA_VERSION}",
+        )
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ModelPackageError(f"{path}: invalid card: {problems}") from exc
+
+
+def write_card(card: ModelCard, path: Path) -> None:
+    """Write a card atomically (write to a temporary file, then rename)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

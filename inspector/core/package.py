@@ -1,0 +1,167 @@
+"""Model packages: `models/<name>/<version>/` with `model.onnx`, `card.json` and `report/`.
+
+Loading verifies, in order: the card (schema), the sha256 of `model.onnx` against the card, and
+the graph's I/O contract. Every failure names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from inspector.core.card import ModelCard, read_card
+from inspector.core.errors import ModelPackageError
+from inspector.core.runtime import OnnxModel, RuntimeOptions, load_onnx, open_session
+
+MODEL_FILE = "model.onnx"
+CARD_FILE = "card.json"
+REPORT_DIR = "report"
+
+_ORT_UINT8 = "tensor(uint8)"
+_ORT_FLOAT = "tensor(float)"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A verified package on disk (card checked, checksum matched)."""
+
+    root: Path
+    card: ModelCard
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.root / MODEL_FILE
+
+    @property
+    def card_path(self) -> Path:
+        return self.root / CARD_FILE
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / REPORT_DIR
+
+    @property
+    def output_names(self) -> list[str]:
+        names = ["score", "anomaly_map"]
+        if self.card.kind == "classifier":
+            names.append("probabilities")
+        return names
+
+
+def open_package(root: Path | str) -> ModelPackage:
+    """Read the card and verify the checksum; does not start a session."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ModelPackageError(
+            f"{root}: not a folder", hint="pass a package folder models/<name>/<version>/"
+        )
+    onnx_path = root / MODEL_FILE
+    if not onnx_path.is_file():
+        raise ModelPackageError(f"{onnx_path}: model.onnx is missing")
+    card = read_card(root / CARD_FILE)
+    actual = sha256_file(onnx_path)
+    if actual != card.onnx_sha256:
+        raise ModelPackageError(
+            f"{onnx_path}: sha256 {actual} does not match card.json onnx_sha256 {card.onnx_sha256}",
+            hint="the file was changed or corrupted after export; re-export or re-copy the package",
+        )
+    return ModelPackage(root=root, card=card)
+
+
+def check_io_contract(session: ort.InferenceSession, package: ModelPackage) -> None:
+    """Check the graph's inputs and outputs against the contract and the card."""
+    where = package.onnx_path
+    card = package.card
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != "image":
+        names = [i.name for i in inputs]
+        raise ModelPackageError(f"{where}: expected one input named 'image', found {names}")
+    inp = inputs[0]
+    if inp.type != _ORT_UINT8:
+        raise ModelPackageError(f"{where}: input 'image' must be uint8, found {inp.type}")
+    shape = list(inp.shape)
+    if len(shape) != 4:
+        raise ModelPackageError(f"{where}: input 'image' must be [N, H, W, 3], found {shape}")
+    _, h, w, c = shape
+    expected = (card.input.height, card.input.width, 3)
+    for got, want, axis in zip((h, w, c), expected, ("H", "W", "C"), strict=True):
+        if isinstance(got, int) and got != want:
+            raise ModelPackageError(
+                f"{where}: input 'image' axis {axis} is {got} but card.json says {want}",
+                hint="input size in card.json must match the graph",
+            )
+    outputs = {o.name: o for o in session.get_outputs()}
+    wanted = {"score": 1, "anomaly_map": 3}
+    if card.kind == "classifier":
+        wanted["probabilities"] = 2
+    for name, rank in wanted.items():
+        out = outputs.get(name)
+        if out is None:
+            raise ModelPackageError(
+                f"{where}: output '{name}' is missing (found {sorted(outputs)})",
+                hint=f"a {card.kind} model must output {', '.join(wanted)}",
+            )
+        if out.type != _ORT_FLOAT:
+            raise ModelPackageError(f"{where}: output '{name}' must be float32, found {out.type}")
+        if len(out.shape) != rank:
+            raise ModelPackageError(
+                f"{where}: output '{name}' must have rank {rank}, found shape {out.shape}"
+            )
+    if card.kind == "classifier":
+        c_dim = outputs["probabilities"].shape[1]
+        if isinstance(c_dim, int) and c_dim != len(card.labels):
+            raise ModelPackageError(
+                f"{where}: 'probabilities' has {c_dim} classes but card.json lists "
+                f"{len(card.labels)} labels"
+            )
+
+
+def check_outputs(package: ModelPackage, outputs: dict[str, np.ndarray], n: int) -> None:
+    """Check the shapes of a real run's outputs (dynamic axes are only known at run time)."""
+    where = package.onnx_path
+    score, amap = outputs["score"], outputs["anomaly_map"]
+    if score.shape != (n,):
+        raise ModelPackageError(f"{where}: 'score' came back {score.shape}, expected ({n},)")
+    if amap.ndim != 3 or amap.shape[0] != n or min(amap.shape[1:]) < 1:
+        raise ModelPackageError(f"{where}: 'anomaly_map' came back {amap.shape}, expected [N,h,w]")
+    if "probabilities" in outputs:
+        probs = outputs["probabilities"]
+        if probs.shape != (n, len(package.card.labels)):
+            raise ModelPackageError(f"{where}: 'probabilities' came back {probs.shape}")
+    if not np.all(np.isfinite(score)):
+        raise ModelPackageError(f"{where}: 'score' is not finite on a test batch")
+
+
+def load_model(
+    root: Path | str, options: RuntimeOptions | None = None
+) -> tuple[ModelPackage, OnnxModel]:
+    """Verify a package fully (card, checksum, I/O contract, one real run) and return it with a
+    warmed-up session."""
+    package = open_package(root)
+    try:
+        session = open_session(package.onnx_path, options)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+        raise ModelPackageError(f"{package.onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
+    check_io_contract(session, package)
+    card = package.card
+    hw = (card.input.height, card.input.width)
+    try:
+        model = load_onnx(package.onnx_path, hw, options, package.output_names, session)
+        check_outputs(package, model.run(np.zeros((2, *hw, 3), dtype=np.uint8)), 2)
+    except ModelPackageError:
+        raise
+    except Exception as exc:
+        raise ModelPackageError(f"{package.onnx_path}: test run failed: {exc}") from exc
+    return package, model

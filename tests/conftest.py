@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny model packages and synthetic part images, made on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.model_factory import make_package, part_image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def models_root(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def tiny_package(models_root: Path) -> Path:
+    """A valid anomaly package (64x48 input, threshold 0.5) scoring brightness."""
+    return make_package(models_root)
+
+
+@pytest.fixture
+def classifier_package(models_root: Path) -> Path:
+    return make_package(models_root, name="tinycls", classifier=True)
+
+
+def encode_bgr(img: np.ndarray, ext: str, params: list[int] | None = None) -> bytes:
+    ok, buf = cv2.imencode(ext, img, params or [])
+    assert ok, f"OpenCV could not encode {ext}"
+    return bytes(buf.tobytes())
+
+
+@pytest.fixture
+def good_jpeg() -> bytes:
+    return encode_bgr(part_image(defect=False), ".jpg")
+
+
+@pytest.fixture
+def defect_png() -> bytes:
+    return encode_bgr(part_image(defect=True), ".png")
