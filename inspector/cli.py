@@ -33,9 +33,14 @@ console = Console(stderr=True)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
+def error_line(message: str) -> None:
+    """One line on stderr, never wrapped, so scripts and people can grep it."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one red line and return the Exit to raise."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print one error line and return the Exit to raise."""
+    error_line(message)
     return typer.Exit(code)
 
 
@@ -91,7 +96,7 @@ def inspect(
         heatmaps.mkdir(parents=True, exist_ok=True)
     table = Table("file", "verdict", "score", "ms", title=f"{detector.card.ref}")
     errors = 0
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 240)
     for start in range(0, len(files), max(1, batch)):
         chunk = files[start : start + max(1, batch)]
         prepared = []
@@ -100,7 +105,7 @@ def inspect(
                 prepared.append((f, detector.prepare_bytes(f.read_bytes())))
             except (InspectorError, OSError) as exc:
                 errors += 1
-                console.print(f"[red]error:[/red] {f}: {exc}", highlight=False)
+                error_line(f"{f}: {exc}")
         results = detector.infer([p for _, p in prepared])
         for (f, frame), res in zip(prepared, results, strict=True):
             ms = frame.decode_ms + res.infer_ms
@@ -161,7 +166,7 @@ def _register_plugins() -> None:
         try:
             mod = import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if not exc.name or not module.startswith(exc.name):
                 raise
             continue
         mod.register(app)
@@ -172,5 +177,5 @@ def main() -> None:
     try:
         app()
     except InspectorError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        error_line(str(exc))
         sys.exit(2)
