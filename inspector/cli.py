@@ -162,7 +162,7 @@ def _register_plugins() -> None:
     """Attach command groups that live in other modules (server, training, datasets)."""
     from importlib import import_module
 
-    for module in ("inspector.commands_eval", "inspector.server.commands"):
+    for module in ("inspector.model_commands", "inspector.server.commands"):
         try:
             mod = import_module(module)
         except ModuleNotFoundError as exc:

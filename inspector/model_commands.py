@@ -1,0 +1,250 @@
+"""`inspector train | evaluate | calibrate | dataset synth`: the model life-cycle commands.
+
+`train` hands over to the `training` package (the [train] extra, with torch); the others run
+the exported ONNX model through inspector.core and need no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import typer
+from rich.progress import Progress
+
+from inspector.cli import fail
+from inspector.core.card import ThresholdSpec, utcnow, write_card
+from inspector.core.datasets import Dataset, Sample, scan
+from inspector.core.errors import InspectorError
+from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
+from inspector.core.pipeline import Detector
+from inspector.core.runtime import RuntimeOptions
+from inspector.evaluation import EvalResult, evaluate
+
+dataset_app = typer.Typer(help="Make and export data sets.", no_args_is_help=True)
+
+ModelDir = Annotated[Path, typer.Argument(help="Model package folder (models/NAME/VERSION).")]
+DataDir = Annotated[Path, typer.Option("--data", help="Data set folder (MVTec or labeled).")]
+
+
+def _score(detector: Detector, samples: list[Sample], what: str) -> EvalResult:
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(what, total=len(samples))
+        result = evaluate(detector, samples, batch=8, progress=lambda n: bar.advance(task, n))
+    return result
+
+
+def evaluate_cmd(
+    model_dir: ModelDir,
+    data: DataDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    batch: Annotated[int, typer.Option(help="Batch size (1 gives per-frame latency).")] = 1,
+    report: Annotated[bool, typer.Option(help="Write plots to the package's report/.")] = True,
+) -> None:
+    """Evaluate a package on the data set's test split, exactly as the server runs it.
+
+    Example: inspector evaluate models/mtd/1 --data ../shared/data/mtd --json
+    """
+    try:
+        detector = Detector.load(model_dir, RuntimeOptions(providers="auto"))
+        ds = scan(data)
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
+    if not ds.test:
+        raise fail(f"{data}: no test images (expected test/good and test/<defect_type>)")
+    with Progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task("evaluating", total=len(ds.test))
+        result = evaluate(detector, ds.test, batch=batch, progress=lambda n: bar.advance(task, n))
+    metrics = result.metrics
+    if report:
+        try:
+            from inspector.report import write_report
+
+            write_report(detector, result, detector.package.report_dir)
+        except ModuleNotFoundError as exc:
+            typer.echo(
+                f"note: report plots skipped ({exc.name} missing; install [train])", err=True
+            )
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"{key:>22}: {shown}")
+
+
+def calibrate_cmd(
+    model_dir: ModelDir,
+    data: DataDir,
+    target_frr: Annotated[
+        float, typer.Option(help="Allowed share of good parts judged fail.")
+    ] = 0.01,
+    target_escape: Annotated[
+        float | None, typer.Option(help="Allowed share of defects judged pass (needs defects).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="auto, target_frr, best_f1 or target_escape.")
+    ] = "auto",
+    split: Annotated[
+        str, typer.Option(help="Which split of the data: validation or test.")
+    ] = "auto",
+) -> None:
+    """Choose the threshold on data and rewrite only card.json (the ONNX file is untouched).
+
+    auto: target_escape when --target-escape is given, best F1 when the data has defects,
+    else target_frr on the good images.
+
+    Example: inspector calibrate models/mtd/1 --data /data/mtd_val --target-frr 0.01
+    """
+    try:
+        detector = Detector.load(model_dir, RuntimeOptions(providers="auto"))
+        ds = scan(data)
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
+    samples = _pick_split(ds, split)
+    if not samples:
+        raise fail(f"{data}: no images to calibrate on")
+    result = _score(detector, samples, "scoring")
+    y, s = result.labels, result.scores
+    chosen: Literal["target_frr", "best_f1", "target_escape"]
+    if method == "auto":
+        chosen = (
+            "target_escape"
+            if target_escape is not None
+            else ("best_f1" if y.any() and (~y).any() else "target_frr")
+        )
+    elif method in ("target_frr", "best_f1", "target_escape"):
+        chosen = method  # type: ignore[assignment]
+    else:
+        raise fail(f"unknown method {method!r}: use auto, target_frr, best_f1 or target_escape")
+    if chosen != "target_frr" and not y.any():
+        raise fail(f"{chosen} needs defect images in the data; use --method target_frr")
+    if chosen == "target_frr" and (~y).sum() == 0:
+        raise fail("target_frr needs good images in the data")
+    target: float | None
+    if chosen == "target_frr":
+        value, target = threshold_for_frr(s[~y], target_frr), target_frr
+    elif chosen == "target_escape":
+        value, target = threshold_for_escape(s[y], target_escape or 0.0), target_escape
+    else:
+        value, target = threshold_best_f1(y, s), None
+    card = detector.card
+    spec = ThresholdSpec(
+        value=value,
+        method=chosen,
+        target=target,
+        data=f"{data} ({split})",
+        n_good=int((~y).sum()),
+        n_defect=int(y.sum()),
+        calibrated_at=utcnow(),
+    )
+    write_card(card.model_copy(update={"threshold": spec}), detector.package.card_path)
+    frr = float(np.mean(s[~y] >= value)) if (~y).any() else float("nan")
+    esc = float(np.mean(s[y] < value)) if y.any() else float("nan")
+    print(
+        f"threshold {card.threshold.value:.6g} -> {value:.6g} ({chosen}); on this data: "
+        f"false-reject rate {frr:.4f}, escape rate {esc:.4f}"
+    )
+
+
+def _pick_split(ds: Dataset, split: str) -> list[Sample]:
+    if split == "validation" or (split == "auto" and ds.validation):
+        return list(ds.validation)
+    if split in ("test", "auto"):
+        return list(ds.test)
+    raise fail(f"unknown split {split!r}: use validation or test")
+
+
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (MVTec layout).")],
+    n_train: Annotated[int, typer.Option(help="Good training images.")] = 60,
+    n_test_good: Annotated[int, typer.Option(help="Good test images.")] = 20,
+    n_test_defect: Annotated[int, typer.Option(help="Test images per defect type.")] = 10,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 160,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    gray: Annotated[bool, typer.Option(help="Grayscale surfaces.")] = False,
+) -> None:
+    """Write a small synthetic data set (scratches, spots, cracks, with masks).
+
+    Example: inspector dataset synth --out /tmp/synth
+    """
+    from inspector.synth import SynthConfig, write_dataset
+
+    counts = write_dataset(out, SynthConfig(n_train, n_test_good, n_test_defect, size, seed, gray))
+    for folder, n in counts.items():
+        print(f"{n:5d}  {out / folder}")
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """`key=value` pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
+def train_cmd(
+    data: DataDir,
+    out: Annotated[
+        Path, typer.Option("--out", help="Package folder to write: models/NAME/VERSION.")
+    ],
+    kind: Annotated[
+        str, typer.Option(help="anomaly (good images only) or classifier.")
+    ] = "anomaly",
+    backbone: Annotated[
+        str | None, typer.Option(help="Feature backbone; default: the offline EfficientNet-Lite0.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are reproducible).")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Model setting key=value, repeatable (e.g. image_size=320)."),
+    ] = None,
+) -> None:
+    """Train a model package from a folder of images (needs the [train] extra: torch).
+
+    Examples:
+
+        inspector train --data ../shared/data/mtd --out models/mtd/1
+
+        inspector train --data reviewed/ --out models/tiles/4 --kind classifier
+
+        inspector train --data parts/ --out models/parts/2 --set image_size=320 --set coreset=0.05
+    """
+    import importlib
+
+    try:
+        training = importlib.import_module("training.cli")
+    except ModuleNotFoundError as exc:
+        raise fail(
+            f"training needs the [train] extra ({exc.name} is missing): pip install -e '.[train]'"
+        ) from exc
+    if kind not in ("anomaly", "classifier"):
+        raise fail(f"unknown --kind {kind!r}: use anomaly or classifier")
+    try:
+        training.train_command(
+            data=data,
+            out=out,
+            kind=kind,
+            backbone=backbone,
+            seed=seed,
+            **_parse_overrides(set_ or []),
+        )
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
+    app.command("calibrate")(calibrate_cmd)
+    app.command("train")(train_cmd)
+    dataset_app.command("synth")(synth_cmd)
+    app.add_typer(dataset_app, name="dataset")

@@ -1,0 +1,202 @@
+"""Typed server settings: `INSPECTOR_*` environment variables over an optional TOML/JSON file.
+
+Precedence, highest first: values passed in code (command-line flags), environment variables,
+the config file (`--config` or `INSPECTOR_CONFIG`), defaults. Settings are built in the app
+factory or a command, never at import time. Validators refuse unsafe combinations (auth off on
+a network-facing host, short webhook secrets) with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Names that end up in MQTT topics, artifact paths and log lines: no '/', '+', '#', spaces.
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_SAFE_NAME_RE = re.compile(SAFE_NAME)
+
+
+class WebhookTarget(BaseModel):
+    """One webhook receiver; every delivery is signed with HMAC-SHA256 using `secret`."""
+
+    name: str = Field(pattern=SAFE_NAME)
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("webhook secret must be at least 16 characters; generate one with "
+                             "`python -c 'import secrets; print(secrets.token_hex(32))'`")
+        return v
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML or JSON file named by `config_file` (init value) or INSPECTOR_CONFIG."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: InitSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        raw = self._init.init_kwargs.get("config_file") or os.environ.get("INSPECTOR_CONFIG")
+        if not raw:
+            return {}
+        path = Path(raw)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config file {path} is not valid: {exc}") from exc
+        return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+class Settings(BaseSettings):
+    """Everything `inspector serve` needs; see README for the environment variable names."""
+
+    model_config = SettingsConfigDict(env_prefix="INSPECTOR_", extra="forbid")
+
+    config_file: Path | None = None
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("inspector-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: SQLAlchemy URL; default SQLite (WAL) at <data_dir>/inspector.db.
+    database_url: str | None = None
+    #: Production line name: the second level of the MQTT topic.
+    line: str = Field(default="line1", pattern=SAFE_NAME)
+    #: This edge node's name; each node drains only its own outbox rows.
+    node_id: str = Field(default_factory=lambda: socket.gethostname()[:64] or "node")
+    #: station -> model "name:version" (or "name" when only one version is loaded).
+    stations: dict[str, str] = Field(default_factory=dict)
+    #: Model for stations not in `stations`; unset = the only loaded model, if there is one.
+    default_model: str | None = None
+    auth_enabled: bool = True
+    providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    intra_op_threads: int = Field(default=0, ge=0)
+    max_batch: int = Field(default=8, ge=1, le=256)
+    max_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    #: Frames admitted per model (decoding, queued or in inference) before answering 503.
+    queue_size: int = Field(default=64, ge=1)
+    work_threads: int = Field(default=2, ge=1, le=64)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    #: Fraction of passing frames whose image and heatmap are stored (every fail is stored).
+    sample_passes: float = Field(default=0.01, ge=0.0, le=1.0)
+    retention_days: float = Field(default=30.0, gt=0)
+    retention_max_gb: float = Field(default=20.0, gt=0)
+    retention_interval_s: float = Field(default=600.0, gt=0)
+    #: mqtt://[user:pass@]host[:port] or mqtts://...; unset = no MQTT publishing.
+    mqtt_url: str | None = None
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
+    publish_max_backoff_s: float = Field(default=60.0, gt=0)
+    #: Give up on a webhook delivery after this many attempts (0 = never; MQTT never gives up).
+    webhook_max_attempts: int = Field(default=0, ge=0)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init = cast(InitSettingsSource, init_settings)
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, init))
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + v.split("://", 1)[1]
+        if not v.startswith(("sqlite://", "postgresql+psycopg://")):
+            raise ValueError("database_url must be sqlite:///PATH or postgresql://USER@HOST/DB")
+        return v
+
+    @field_validator("stations")
+    @classmethod
+    def _safe_station_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [s for s in v if not _SAFE_NAME_RE.match(s)]
+        if bad:
+            raise ValueError(f"station names {bad} must match {SAFE_NAME}")
+        return v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("mqtt_url must look like mqtt://host:1883 or mqtts://host:8883")
+        return v or None
+
+    @model_validator(mode="after")
+    def _no_open_server_without_auth(self) -> Settings:
+        if not self.auth_enabled and not is_loopback(self.host):
+            raise ValueError(
+                f"auth_enabled=false is refused on host {self.host!r}: anyone on the network "
+                "could post frames and read records. Keep auth on and create keys with "
+                "`inspector keys create --role camera`, or bind to 127.0.0.1"
+            )
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError(f"webhook names must be unique, got {names}")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data folder."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'inspector.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def destinations(self) -> list[str]:
+        """Outbox destination names: `mqtt` and `webhook:<name>`, as configured."""
+        out = ["mqtt"] if self.mqtt_url else []
+        return out + [f"webhook:{w.name}" for w in self.webhooks]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings; `overrides` (flags) win over environment and file; None values are skipped."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is not None:
+        values["config_file"] = config_file
+    return Settings(**values)

@@ -1,0 +1,143 @@
+"""Artifact files: the frame as the camera sent it and its heatmap overlay, under the data folder.
+
+Keys look like `2026/11/21/<inspection id>.jpg`: date and id come from the server, the
+extension from the decoded format, so no path is ever built from user input. Retention removes
+the oldest artifacts by age and by total size, and clears their keys in the records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+
+from inspector.store.db import Database
+from inspector.store.models import Inspection, utcnow
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "TIFF": "tif"}
+_KEY_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/[0-9a-f]{32}(_heatmap)?\.(jpg|png|bmp|tif)$")
+MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff"}
+
+
+@dataclass(frozen=True)
+class SavedArtifacts:
+    image_key: str
+    heatmap_key: str | None
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    removed_records: int
+    freed_bytes: int
+
+
+class ArtifactStore:
+    """Files under one root folder, addressed by server-made keys."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def save(
+        self,
+        inspection_id: str,
+        created_at: datetime,
+        image: bytes,
+        image_format: str,
+        heatmap_jpeg: bytes | None,
+    ) -> SavedArtifacts:
+        """Write the frame (original bytes) and the heatmap overlay (JPEG)."""
+        if not re.fullmatch(r"[0-9a-f]{32}", inspection_id):
+            raise ValueError(f"not an inspection id: {inspection_id!r}")
+        ext = _EXTENSIONS.get(image_format.upper(), "png")
+        day = created_at.strftime("%Y/%m/%d")
+        image_key = f"{day}/{inspection_id}.{ext}"
+        self._write(image_key, image)
+        heatmap_key = None
+        if heatmap_jpeg is not None:
+            heatmap_key = f"{day}/{inspection_id}_heatmap.jpg"
+            self._write(heatmap_key, heatmap_jpeg)
+        return SavedArtifacts(image_key, heatmap_key, len(image) + len(heatmap_jpeg or b""))
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+
+    def path(self, key: str) -> Path:
+        """The file for a key; refuses anything that is not a server-made key."""
+        if not _KEY_RE.match(key):
+            raise ValueError(f"not an artifact key: {key!r}")
+        return self.root / key
+
+    def remove(self, key: str | None) -> int:
+        """Delete one artifact; returns the bytes freed (0 if it was already gone)."""
+        if not key:
+            return 0
+        path = self.path(key)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            return size
+        except FileNotFoundError:
+            return 0
+
+    def enforce_retention(
+        self, db: Database, max_age: timedelta, max_bytes: int, chunk: int = 500
+    ) -> RetentionResult:
+        """Drop artifacts older than `max_age`, then the oldest until the total fits `max_bytes`.
+
+        Records stay (verdicts are kept); only their artifact keys are cleared.
+        """
+        removed, freed = 0, 0
+        cutoff = utcnow() - max_age
+        while True:
+            n, b = self._drop(db, select(Inspection.id, Inspection.image_key, Inspection.heatmap_key)
+                              .where(Inspection.image_key.is_not(None),
+                                     Inspection.created_at < cutoff).limit(chunk))
+            removed, freed = removed + n, freed + b
+            if n < chunk:
+                break
+        while True:
+            with db.session() as s:
+                total = int(s.scalar(select(func.coalesce(func.sum(Inspection.artifact_bytes), 0))
+                                     .where(Inspection.image_key.is_not(None))) or 0)
+            if total <= max_bytes:
+                break
+            n, b = self._drop(db, select(Inspection.id, Inspection.image_key, Inspection.heatmap_key)
+                              .where(Inspection.image_key.is_not(None))
+                              .order_by(Inspection.id).limit(min(chunk, 50)))
+            removed, freed = removed + n, freed + b
+            if n == 0:
+                break
+        if removed:
+            log.info("retention: removed artifacts of %d inspections, %d bytes", removed, freed)
+        return RetentionResult(removed, freed)
+
+    def _drop(self, db: Database, stmt: Select[Any]) -> tuple[int, int]:
+        with db.session() as s:
+            rows = list(s.execute(stmt))
+            if not rows:
+                return 0, 0
+            freed = sum(self.remove(img) + self.remove(heat) for _, img, heat in rows)
+            s.execute(
+                update(Inspection)
+                .where(Inspection.id.in_([r[0] for r in rows]))
+                .values(image_key=None, heatmap_key=None, artifact_bytes=0)
+            )
+        return len(rows), freed

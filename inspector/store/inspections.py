@@ -1,0 +1,170 @@
+"""Inspection records: write verdicts (with their outbox rows) in one transaction, query, review."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+
+from inspector.store.db import Database
+from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
+
+ReviewLabel = Literal["defect", "good"]
+ReviewFilter = Literal["unreviewed", "reviewed", "defect", "good"]
+
+
+def new_id() -> str:
+    """A time-ordered id: 12 hex digits of milliseconds since the epoch + 20 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+@dataclass(frozen=True)
+class NewInspection:
+    """Everything recorded about one verdict."""
+
+    id: str
+    created_at: datetime
+    node: str
+    line: str
+    station: str
+    part_id: str | None
+    model_name: str
+    model_version: str
+    score: float
+    threshold: float
+    verdict: str
+    label: str | None
+    frame_width: int
+    frame_height: int
+    queue_ms: float
+    decode_ms: float
+    inference_ms: float
+    total_ms: float
+    image_key: str | None = None
+    heatmap_key: str | None = None
+    artifact_bytes: int = 0
+
+    def topic(self) -> str:
+        """MQTT topic `inspector/<line>/<station>/verdict` (both names are validated)."""
+        return f"inspector/{self.line}/{self.station}/verdict"
+
+    def event(self) -> dict[str, Any]:
+        """The published verdict: consumers de-duplicate on `id`."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "line": self.line,
+            "station": self.station,
+            "part_id": self.part_id,
+            "verdict": self.verdict,
+            "score": self.score,
+            "threshold": self.threshold,
+            "label": self.label,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "image": self.image_key is not None,
+        }
+
+
+def record_batch(db: Database, items: list[NewInspection], destinations: list[str]) -> int:
+    """Insert inspections and one outbox row per destination each, in a single transaction.
+
+    Returns the number of outbox rows written. One commit for the whole batch (group commit):
+    every verdict in it is durable when this returns.
+    """
+    now = utcnow()
+    outbox = 0
+    with db.session() as s:
+        for item in items:
+            s.add(Inspection(**item.__dict__, review_state="unreviewed"))
+        for item in items:
+            payload = json.dumps(item.event(), separators=(",", ":"))
+            for dest in destinations:
+                s.add(OutboxEvent(
+                    node=item.node, destination=dest, inspection_id=item.id,
+                    topic=item.topic(), payload=payload, created_at=now,
+                    attempts=0, next_attempt_at=now, state="pending",
+                ))
+                outbox += 1
+    return outbox
+
+
+def get_inspection(db: Database, inspection_id: str) -> Inspection | None:
+    with db.session() as s:
+        return s.get(Inspection, inspection_id)
+
+
+@dataclass(frozen=True)
+class InspectionQuery:
+    """Filters for listing inspections; newest first, keyset-paginated by `before` (an id)."""
+
+    station: str | None = None
+    verdict: Literal["pass", "fail"] | None = None
+    review: ReviewFilter | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    model_name: str | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+def list_inspections(db: Database, q: InspectionQuery) -> tuple[list[Inspection], str | None]:
+    """A page of inspections and the cursor for the next page (None at the end)."""
+    stmt = select(Inspection)
+    if q.station:
+        stmt = stmt.where(Inspection.station == q.station)
+    if q.verdict:
+        stmt = stmt.where(Inspection.verdict == q.verdict)
+    if q.review == "reviewed":
+        stmt = stmt.where(Inspection.review_state != "unreviewed")
+    elif q.review:
+        stmt = stmt.where(Inspection.review_state == q.review)
+    if q.since:
+        stmt = stmt.where(Inspection.created_at >= q.since)
+    if q.until:
+        stmt = stmt.where(Inspection.created_at < q.until)
+    if q.model_name:
+        stmt = stmt.where(Inspection.model_name == q.model_name)
+    if q.before:
+        stmt = stmt.where(Inspection.id < q.before)
+    stmt = stmt.order_by(Inspection.id.desc()).limit(q.limit + 1)
+    with db.session() as s:
+        rows = list(s.scalars(stmt))
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def add_review(
+    db: Database,
+    inspection_id: str,
+    *,
+    label: ReviewLabel,
+    reviewer: str,
+    defect_type: str | None = None,
+    note: str | None = None,
+) -> Review | None:
+    """Store a review and set the inspection's review state; None if the inspection is unknown."""
+    with db.session() as s:
+        if s.get(Inspection, inspection_id) is None:
+            return None
+        review = Review(
+            inspection_id=inspection_id, label=label, defect_type=defect_type, note=note,
+            reviewer=reviewer, created_at=utcnow(),
+        )
+        s.add(review)
+        s.execute(
+            update(Inspection).where(Inspection.id == inspection_id).values(review_state=label)
+        )
+    return review
+
+
+def reviews_for(db: Database, inspection_id: str) -> list[Review]:
+    """Reviews of one inspection, oldest first."""
+    with db.session() as s:
+        stmt = select(Review).where(Review.inspection_id == inspection_id).order_by(Review.id)
+        return list(s.scalars(stmt))

@@ -1,0 +1,172 @@
+"""Storage models (SQLAlchemy 2). Request/response schemas live in `inspector.server.schemas`.
+
+Tables: inspections (one row per verdict), reviews (QA labels), api_keys (hashed), outbox
+(one row per verdict and destination until delivered), model_versions and
+station_deployments (which package serves which station; the registry builds on these).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Auto-increment primary key: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+
+    #: Time-ordered hex id (48-bit ms timestamp + 80 random bits): sortable, unguessable.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    node: Mapped[str] = mapped_column(String(64))
+    line: Mapped[str] = mapped_column(String(64))
+    station: Mapped[str] = mapped_column(String(64))
+    part_id: Mapped[str | None] = mapped_column(String(128))
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str | None] = mapped_column(String(64))
+    frame_width: Mapped[int] = mapped_column(Integer)
+    frame_height: Mapped[int] = mapped_column(Integer)
+    queue_ms: Mapped[float] = mapped_column(Float)
+    decode_ms: Mapped[float] = mapped_column(Float)
+    inference_ms: Mapped[float] = mapped_column(Float)
+    total_ms: Mapped[float] = mapped_column(Float)
+    #: Artifact keys relative to the artifact root (server-made, never from user input).
+    image_key: Mapped[str | None] = mapped_column(String(128))
+    heatmap_key: Mapped[str | None] = mapped_column(String(128))
+    artifact_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: unreviewed | defect | good: the latest review's label, kept here for filtering.
+    review_state: Mapped[str] = mapped_column(String(16), default="unreviewed")
+
+    __table_args__ = (
+        Index("ix_inspections_station_created", "station", "created_at"),
+        Index("ix_inspections_verdict_review", "verdict", "review_state"),
+    )
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(16))
+    defect_type: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: Public part of the key (shown in lists and logs); the secret part is only hashed.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(String(64))
+    #: `mqtt` or `webhook:<name>`.
+    destination: Mapped[str] = mapped_column(String(80))
+    inspection_id: Mapped[str] = mapped_column(String(32))
+    #: MQTT topic (or event name for webhooks) and the JSON payload, fixed at commit time.
+    topic: Mapped[str] = mapped_column(String(256))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: pending | dead (a webhook that exhausted its attempts; kept for inspection).
+    state: Mapped[str] = mapped_column(String(8), default="pending")
+
+    __table_args__ = (
+        Index("ix_outbox_due", "node", "destination", "state", "next_attempt_at"),
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    onnx_sha256: Mapped[str] = mapped_column(String(64))
+    card_json: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+
+class StationDeployment(Base):
+    """History of which model serves a station; current rows have `retired_at` NULL."""
+
+    __tablename__ = "station_deployments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(64), index=True)
+    #: active (answers the camera) | shadow (runs alongside, records scores only; issue 5).
+    mode: Mapped[str] = mapped_column(String(8))
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str] = mapped_column(String(64))
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

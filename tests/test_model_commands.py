@@ -1,0 +1,88 @@
+"""`inspector dataset synth`, `evaluate` and `calibrate` through the real command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.core.card import read_card
+from inspector.core.package import sha256_file
+from inspector.synth import DEFECT_TYPES, make_defect
+from tests.model_factory import make_package
+from tests.test_cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    proc = run_cli("dataset", "synth", "--out", out, "--n-train", "4", "--n-test-good", "12",
+                   "--n-test-defect", "6", "--size", "96")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_synth_writes_mvtec_layout_with_masks(synth_data: Path) -> None:
+    assert len(list((synth_data / "train/good").glob("*.png"))) == 4
+    for kind in DEFECT_TYPES:
+        images = sorted((synth_data / "test" / kind).glob("*.png"))
+        masks = sorted((synth_data / "ground_truth" / kind).glob("*_mask.png"))
+        assert len(images) == len(masks) == 6
+
+
+def test_synth_defect_masks_cover_the_painted_pixels() -> None:
+    rng = np.random.default_rng(5)
+    for kind in DEFECT_TYPES:
+        img, mask = make_defect(rng, 96, kind)
+        assert mask.any(), kind
+        assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_evaluate_json_has_the_contract_keys(synth_data: Path, models_root: Path) -> None:
+    pkg = make_package(models_root, width=64, height=64)
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(proc.stdout)
+    for key in ("image_auroc", "pixel_auroc", "f1", "threshold", "false_reject_rate",
+                "escape_rate", "n_good", "n_defect", "ms_per_image"):
+        assert key in m, key
+    assert (m["n_good"], m["n_defect"]) == (12, 18)
+    assert 0.0 <= m["image_auroc"] <= 1.0 and 0.0 <= m["pixel_auroc"] <= 1.0
+    assert m["ms_per_image"] > 0
+    for plot in ("roc.png", "score_hist.png", "worst_cases.png"):
+        assert (pkg / "report" / plot).stat().st_size > 1000
+
+
+def test_calibrate_rewrites_only_the_card(synth_data: Path, models_root: Path) -> None:
+    pkg = make_package(models_root, width=64, height=64, threshold=0.99)
+    onnx_before = sha256_file(pkg / "model.onnx")
+    proc = run_cli("calibrate", pkg, "--data", synth_data, "--method", "target_frr",
+                   "--target-frr", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    card = read_card(pkg / "card.json")
+    assert card.threshold.method == "target_frr" and card.threshold.target == 0.1
+    assert card.threshold.value != 0.99 and card.threshold.n_good == 12
+    assert sha256_file(pkg / "model.onnx") == onnx_before
+    # The new threshold holds on the data it was chosen on.
+    m = json.loads(run_cli("evaluate", pkg, "--data", synth_data, "--json",
+                           "--no-report").stdout)
+    assert m["false_reject_rate"] <= 0.1
+    assert m["threshold"] == card.threshold.value
+
+
+def test_calibrate_best_f1_needs_defects(synth_data: Path, models_root: Path,
+                                         tmp_path: Path) -> None:
+    pkg = make_package(models_root, width=64, height=64)
+    goods_only = tmp_path / "goods"
+    (goods_only / "good").mkdir(parents=True)
+    for f in sorted((synth_data / "test/good").glob("*.png"))[:5]:
+        (goods_only / "good" / f.name).write_bytes(f.read_bytes())
+    proc = run_cli("calibrate", pkg, "--data", goods_only, "--method", "best_f1")
+    assert proc.returncode == 2 and "needs defect images" in proc.stderr
+
+
+def test_train_help_lists_its_options() -> None:
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0 and "--data" in proc.stdout
