@@ -195,7 +195,7 @@ def is_loopback(host: str) -> bool:
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build settings; `overrides` (flags) win over environment and file; None values are skipped."""
+    """Build settings: `overrides` (flags) win over environment and file; None is skipped."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if config_file is not None:
         values["config_file"] = config_file

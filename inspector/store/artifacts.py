@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from typing import Any
-
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from inspector.store.db import Database
 from inspector.store.models import Inspection, utcnow
@@ -105,23 +103,14 @@ class ArtifactStore:
         Records stay (verdicts are kept); only their artifact keys are cleared.
         """
         removed, freed = 0, 0
-        cutoff = utcnow() - max_age
+        old = Inspection.created_at < utcnow() - max_age
         while True:
-            n, b = self._drop(db, select(Inspection.id, Inspection.image_key, Inspection.heatmap_key)
-                              .where(Inspection.image_key.is_not(None),
-                                     Inspection.created_at < cutoff).limit(chunk))
+            n, b = self._drop(db, old, chunk)
             removed, freed = removed + n, freed + b
             if n < chunk:
                 break
-        while True:
-            with db.session() as s:
-                total = int(s.scalar(select(func.coalesce(func.sum(Inspection.artifact_bytes), 0))
-                                     .where(Inspection.image_key.is_not(None))) or 0)
-            if total <= max_bytes:
-                break
-            n, b = self._drop(db, select(Inspection.id, Inspection.image_key, Inspection.heatmap_key)
-                              .where(Inspection.image_key.is_not(None))
-                              .order_by(Inspection.id).limit(min(chunk, 50)))
+        while self._stored_bytes(db) > max_bytes:
+            n, b = self._drop(db, None, 50)
             removed, freed = removed + n, freed + b
             if n == 0:
                 break
@@ -129,9 +118,24 @@ class ArtifactStore:
             log.info("retention: removed artifacts of %d inspections, %d bytes", removed, freed)
         return RetentionResult(removed, freed)
 
-    def _drop(self, db: Database, stmt: Select[Any]) -> tuple[int, int]:
+    @staticmethod
+    def _stored_bytes(db: Database) -> int:
+        stmt = select(func.coalesce(func.sum(Inspection.artifact_bytes), 0)).where(
+            Inspection.image_key.is_not(None)
+        )
         with db.session() as s:
-            rows = list(s.execute(stmt))
+            return int(s.scalar(stmt) or 0)
+
+    def _drop(self, db: Database, condition: ColumnElement[bool] | None, limit: int
+              ) -> tuple[int, int]:
+        """Remove the artifacts of the oldest `limit` records matching `condition`."""
+        stmt = select(Inspection.id, Inspection.image_key, Inspection.heatmap_key).where(
+            Inspection.image_key.is_not(None)
+        )
+        if condition is not None:
+            stmt = stmt.where(condition)
+        with db.session() as s:
+            rows = list(s.execute(stmt.order_by(Inspection.id).limit(limit)))
             if not rows:
                 return 0, 0
             freed = sum(self.remove(img) + self.remove(heat) for _, img, heat in rows)

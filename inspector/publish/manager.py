@@ -1,0 +1,62 @@
+"""Build and run one outbox worker per configured destination."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from inspector.publish.delivery import Destination, OutboxWorker
+from inspector.publish.mqtt import MqttDestination
+from inspector.publish.webhook import WebhookDestination
+from inspector.settings import Settings
+from inspector.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Publishers:
+    """The outbox workers of this node; `notify()` after each commit wakes them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        on_backlog: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.workers: list[OutboxWorker] = []
+        self.mqtt: MqttDestination | None = None
+        common = {"max_backoff_s": settings.publish_max_backoff_s, "on_backlog": on_backlog}
+        if settings.mqtt_url:
+            holder: list[OutboxWorker] = []
+            self.mqtt = MqttDestination(
+                settings.mqtt_url,
+                client_id=f"inspector-{settings.node_id}",
+                on_reconnect=lambda: holder[0].retry_now() if holder else None,
+            )
+            worker = OutboxWorker(db, settings.node_id, self.mqtt, **common)  # type: ignore[arg-type]
+            holder.append(worker)
+            self.workers.append(worker)
+        for hook in settings.webhooks:
+            dest: Destination = WebhookDestination(hook.name, hook.url,
+                                                   hook.secret.get_secret_value())
+            self.workers.append(OutboxWorker(db, settings.node_id, dest,
+                                             max_attempts=settings.webhook_max_attempts,
+                                             **common))  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+            log.info("publishing verdicts to %s", w.destination.name)
+
+    def notify(self) -> None:
+        for w in self.workers:
+            w.notify()
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    @property
+    def mqtt_connected(self) -> bool | None:
+        """None when MQTT is not configured."""
+        return None if self.mqtt is None else self.mqtt.connected

@@ -1,0 +1,1 @@
+"""The edge inference server: FastAPI app factory, batching, auth, routes, commands."""

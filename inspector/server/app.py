@@ -1,0 +1,128 @@
+"""The FastAPI app factory: settings in, a ready app out (services start in the lifespan).
+
+    uvicorn --factory inspector.server.app:create_app     # settings from INSPECTOR_* / file
+    inspector serve --models models/                      # the same, with flags
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from inspector.publish.manager import Publishers
+from inspector.server.auth import KeyCache
+from inspector.server.batcher import Admission
+from inspector.server.deps import Services
+from inspector.server.errors import install_error_handlers
+from inspector.server.limits import BodyLimitMiddleware
+from inspector.server.metrics import Metrics
+from inspector.server.registry import ModelRegistry
+from inspector.server.routes import health, inspect, inspections, models
+from inspector.server.service import InspectionService
+from inspector.settings import Settings, load_settings
+from inspector.store import deployments
+from inspector.store.artifacts import ArtifactStore
+from inspector.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def _in_flight(admission: Admission) -> Callable[[], int]:
+    return lambda: admission.in_flight
+
+
+def build_services(settings: Settings, metrics: Metrics) -> Services:
+    """Open the database (migrating it), load models, wire publishers (blocking; no threads
+    started yet)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    log.info("database %s ready (%s)", db.engine.url.render_as_string(hide_password=True),
+             db.backend)
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    registry = ModelRegistry(settings, on_batch=metrics.batch_observer)
+    registry.load_all()
+    for ref, served in registry.models.items():
+        card = served.detector.card
+        deployments.register_model_version(
+            db, name=card.name, version=card.version, kind=card.kind, sha256=card.onnx_sha256,
+            card_json=card.model_dump_json(), path=str(served.detector.package.root.resolve()))
+        metrics.track_queue(ref, _in_flight(served.admission))
+    for d in deployments.current_deployments(db, "active"):
+        ref = f"{d.model_name}:{d.model_version}"
+        if ref in registry.models:
+            registry.stations[d.station] = ref
+        else:
+            log.error("station %s is deployed to %s, which is not loaded; it keeps its "
+                      "configured model", d.station, ref)
+    publishers = Publishers(settings, db, on_backlog=metrics.set_backlog)
+    service = InspectionService(settings, registry, db, artifacts, metrics,
+                                on_commit=publishers.notify)
+    if not settings.auth_enabled:
+        log.warning("authentication is OFF: every /v1 route is open to anyone who can reach "
+                    "%s", settings.host)
+    return Services(settings=settings, db=db, artifacts=artifacts, registry=registry,
+                    inspections=service, publishers=publishers, metrics=metrics,
+                    keys=KeyCache(db))
+
+
+async def _retention_loop(services: Services) -> None:
+    s = services.settings
+    while True:
+        try:
+            await asyncio.to_thread(
+                services.artifacts.enforce_retention, services.db,
+                timedelta(days=s.retention_days), int(s.retention_max_gb * 1e9))
+        except Exception:
+            log.exception("artifact retention failed; will retry")
+        await asyncio.sleep(s.retention_interval_s)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; services are created and started when the server starts."""
+    settings = settings or load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(build_services, settings, metrics)
+        app.state.services = services
+        services.registry.start()
+        services.inspections.start()
+        services.publishers.start()
+        retention = asyncio.create_task(_retention_loop(services), name="retention")
+        log.info("inspector ready: %d model(s), stations %s", len(services.registry.models),
+                 services.registry.stations or "(any, single model)")
+        try:
+            yield
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+            await services.registry.stop()
+            await services.inspections.stop()
+            await asyncio.to_thread(services.publishers.stop)
+            services.db.dispose()
+
+    app = FastAPI(
+        title="Inspector",
+        summary="Defect inspection: frames in, verdicts and heatmaps out.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    def count_error(status: int) -> None:
+        metrics.errors.labels(status=str(status)).inc()
+
+    install_error_handlers(app, on_error=count_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       on_reject=count_error)
+    for router in (inspect.router, inspections.router, models.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,165 @@
+"""Dynamic micro-batching on the event loop, with the work itself in a dedicated thread.
+
+Concurrent submissions are collected into one call of `fn(list_of_items)`: a batch starts as
+soon as `max_batch` items wait, or `max_delay_ms` after the first one. Only one batch runs at a
+time per batcher, so while a batch is in flight the next one fills up by itself: under load
+batches grow without any added delay. The same class batches model inference (one per model)
+and database commits (group commit: many verdicts, one transaction).
+
+Admission (how many items may be in flight) is bounded by `Admission`, so a flood of frames
+answers 503 instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from inspector.server.errors import ServerBusyError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """How an item was processed: time waiting, the batch's run time, and its size."""
+
+    queue_ms: float
+    run_ms: float
+    size: int
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    value: T
+    future: asyncio.Future[tuple[R, BatchInfo]]
+    enqueued: float
+
+
+class MicroBatcher(Generic[T, R]):
+    """Collects concurrent `submit` calls into batches for `fn`, run on `executor`."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[list[T]], list[R]],
+        executor: Executor,
+        *,
+        max_batch: int,
+        max_delay_ms: float,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._fn = fn
+        self._executor = executor
+        self.max_batch = max(1, max_batch)
+        self.max_delay_s = max(0.0, max_delay_ms) / 1000.0
+        self._on_batch = on_batch
+        self._items: deque[_Pending[T, R]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for a batch (not counting the one running)."""
+        return len(self._items)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop collecting; items still waiting fail with ServerBusyError."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._items:
+            item = self._items.popleft()
+            if not item.future.done():
+                item.future.set_exception(ServerBusyError("server is shutting down"))
+
+    async def submit(self, value: T) -> tuple[R, BatchInfo]:
+        """Queue one item and wait for its result (exceptions from `fn` propagate)."""
+        if self._task is None:
+            raise RuntimeError(f"batcher {self.name} is not started")
+        future: asyncio.Future[tuple[R, BatchInfo]] = asyncio.get_running_loop().create_future()
+        self._items.append(_Pending(value, future, time.perf_counter()))
+        self._wakeup.set()
+        return await future
+
+    async def _gather(self) -> list[_Pending[T, R]]:
+        while not self._items:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if len(self._items) < self.max_batch and self.max_delay_s > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_delay_s
+            while len(self._items) < self.max_batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+        n = min(self.max_batch, len(self._items))
+        return [self._items.popleft() for _ in range(n)]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            live = [p for p in batch if not p.future.done()]  # caller may have gone away
+            if not live:
+                continue
+            start = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._fn, [p.value for p in live]
+                )
+            except Exception as exc:
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            run_ms = (time.perf_counter() - start) * 1000.0
+            if self._on_batch is not None:
+                self._on_batch(len(live), run_ms)
+            for p, result in zip(live, results, strict=True):
+                if not p.future.done():
+                    info = BatchInfo((start - p.enqueued) * 1000.0, run_ms, len(live))
+                    p.future.set_result((result, info))
+
+
+class Admission:
+    """A non-blocking bound on items in flight; over the limit raises ServerBusyError (503)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the duration of the block (event-loop only, so no lock)."""
+        if self.in_flight >= self.limit:
+            raise ServerBusyError(
+                f"{self.name}: {self.in_flight} frames already queued (limit {self.limit})",
+                hint="retry after the Retry-After delay, or raise queue_size / add capacity",
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,67 @@
+"""What route handlers receive: the app's services and the calling principal, as aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from inspector.publish.manager import Publishers
+from inspector.server.auth import ANONYMOUS_ADMIN, KeyCache, Principal, bearer_token, check_role
+from inspector.server.errors import AuthenticationError
+from inspector.server.metrics import Metrics
+from inspector.server.registry import ModelRegistry
+from inspector.server.service import InspectionService
+from inspector.settings import Settings
+from inspector.store.artifacts import ArtifactStore
+from inspector.store.db import Database
+
+
+@dataclass
+class Services:
+    """Everything the app builds at startup; lives on `app.state.services`."""
+
+    settings: Settings
+    db: Database
+    artifacts: ArtifactStore
+    registry: ModelRegistry
+    inspections: InspectionService
+    publishers: Publishers
+    metrics: Metrics
+    keys: KeyCache
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the bearer key and checks its role."""
+
+    async def dependency(request: Request) -> Principal:
+        services = get_services(request)
+        if not services.settings.auth_enabled:
+            return ANONYMOUS_ADMIN
+        token = bearer_token(request.headers.get("authorization"))
+        found, principal = services.keys.peek(token)
+        if not found:
+            principal = await run_in_threadpool(services.keys.lookup, token)
+        if principal is None:
+            raise AuthenticationError("unknown or revoked API key",
+                                      hint="check the key, or create one with "
+                                           "`inspector keys create --role ROLE`")
+        return check_role(principal, roles)
+
+    return dependency
+
+
+CameraDep = Annotated[Principal, Depends(require("camera", "admin"))]
+ReaderDep = Annotated[Principal, Depends(require("reviewer", "admin"))]
+AdminDep = Annotated[Principal, Depends(require("admin"))]

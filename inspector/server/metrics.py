@@ -1,0 +1,60 @@
+"""Prometheus metrics, in a registry owned by one app (so tests can build several apps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_MS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    """Counters and histograms the server updates; `render()` is the /metrics body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.inspections = Counter(
+            "inspector_inspections", "Verdicts answered, by station and verdict.",
+            ["station", "verdict"], registry=r,
+        )
+        self.errors = Counter(
+            "inspector_http_errors", "Error answers by HTTP status.", ["status"], registry=r
+        )
+        self.stage_ms = Histogram(
+            "inspector_stage_milliseconds",
+            "Time per request stage: decode, queue, inference, record, total.",
+            ["stage"], buckets=_MS_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram(
+            "inspector_batch_size", "Frames per inference batch.", ["model"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r,
+        )
+        self.queue_depth = Gauge(
+            "inspector_queue_depth", "Frames admitted and not yet answered, per model.",
+            ["model"], registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "inspector_outbox_backlog", "Verdicts waiting for delivery, per destination and "
+            "state (pending, dead).", ["destination", "state"], registry=r,
+        )
+        self.artifacts_written = Counter(
+            "inspector_artifacts_written", "Inspections whose image and heatmap were stored.",
+            registry=r,
+        )
+
+    def track_queue(self, model: str, depth: Callable[[], int]) -> None:
+        """Report a model's in-flight count at scrape time."""
+        self.queue_depth.labels(model=model).set_function(lambda: float(depth()))
+
+    def batch_observer(self, model: str) -> Callable[[int, float], None]:
+        hist = self.batch_size.labels(model=model)
+        return lambda size, _ms: hist.observe(size)
+
+    def set_backlog(self, destination: str, pending: int, dead: int) -> None:
+        self.outbox_backlog.labels(destination=destination, state="pending").set(pending)
+        self.outbox_backlog.labels(destination=destination, state="dead").set(dead)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

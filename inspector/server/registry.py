@@ -1,0 +1,154 @@
+"""The models this server serves and which one answers each station.
+
+Packages are found under the models folder (`<name>/<version>/`, `<name>/` or the folder
+itself). Each is fully verified (card, checksum, I/O contract, a test run); an invalid one is
+refused with one clear log line and the rest serve. Stations map to models by, in order: the
+current deployment in the database, the `stations` setting, `default_model`, and finally the
+only loaded model when there is exactly one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspector.core.errors import InspectorError
+from inspector.core.package import CARD_FILE as _CARD
+from inspector.core.pipeline import Detector, Judgement, PreparedFrame
+from inspector.core.runtime import RuntimeOptions
+from inspector.server.batcher import Admission, MicroBatcher
+from inspector.server.errors import UnknownStationError
+from inspector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def discover_packages(models_dir: Path) -> list[Path]:
+    """Folders holding a card.json: the folder itself, `<name>/` or `<name>/<version>/`."""
+    if not models_dir.is_dir():
+        return []
+    if (models_dir / _CARD).is_file():
+        return [models_dir]
+    found: list[Path] = []
+    for child in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        if (child / _CARD).is_file():
+            found.append(child)
+            continue
+        found.extend(sorted(g for g in child.iterdir() if g.is_dir() and (g / _CARD).is_file()))
+    return found
+
+
+@dataclass
+class ServedModel:
+    """A loaded model with its own batcher, inference thread and admission bound."""
+
+    ref: str
+    detector: Detector
+    batcher: MicroBatcher[PreparedFrame, Judgement]
+    admission: Admission
+    executor: ThreadPoolExecutor = field(repr=False)
+
+
+class ModelRegistry:
+    """Loaded models by `name:version`, and the station mapping."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_batch: Callable[[str], Callable[[int, float], None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._on_batch = on_batch
+        self.models: dict[str, ServedModel] = {}
+        self.refused: dict[str, str] = {}
+        self.stations: dict[str, str] = {}
+
+    def load_all(self) -> None:
+        """Load every package under the models folder; refuse invalid ones with a log line."""
+        s = self.settings
+        options = RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
+                                 max_batch=max(s.max_batch, 1))
+        packages = discover_packages(s.models_dir)
+        if not packages:
+            log.error("no model packages found under %s: every inspection will answer 404; "
+                      "put packages in models/<name>/<version>/", s.models_dir)
+        for path in packages:
+            try:
+                detector = Detector.load(path, options, max_pixels=s.max_pixels)
+            except InspectorError as exc:
+                self.refused[str(path)] = str(exc)
+                log.error("refusing model package %s: %s", path, exc)
+                continue
+            ref = detector.card.ref
+            if ref in self.models:
+                log.error("refusing model package %s: %s is already loaded from %s", path, ref,
+                          self.models[ref].detector.package.root)
+                continue
+            self.models[ref] = self._serve(ref, detector)
+            log.info("serving %s from %s on %s", ref, path, detector.model.provider)
+        self.stations = {st: self.resolve_ref(r) for st, r in s.stations.items()
+                         if self._try_resolve(st, r)}
+
+    def _serve(self, ref: str, detector: Detector) -> ServedModel:
+        s = self.settings
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{ref}")
+        batcher: MicroBatcher[PreparedFrame, Judgement] = MicroBatcher(
+            f"batcher-{ref}", detector.infer, executor,
+            max_batch=s.max_batch, max_delay_ms=s.max_delay_ms,
+            on_batch=self._on_batch(ref) if self._on_batch else None,
+        )
+        return ServedModel(ref, detector, batcher, Admission(ref, s.queue_size), executor)
+
+    def _try_resolve(self, station: str, ref: str) -> bool:
+        try:
+            self.resolve_ref(ref)
+            return True
+        except UnknownStationError as exc:
+            log.error("station %s: %s", station, exc.message)
+            return False
+
+    def resolve_ref(self, ref: str) -> str:
+        """`name:version`, or `name` when exactly one version of it is loaded."""
+        if ref in self.models:
+            return ref
+        matches = [r for r in self.models if r.split(":", 1)[0] == ref]
+        if len(matches) == 1:
+            return matches[0]
+        raise UnknownStationError(
+            f"model {ref!r} is not loaded" + (f" (versions: {matches})" if matches else ""),
+            hint=f"loaded models: {', '.join(sorted(self.models)) or 'none'}",
+        )
+
+    def deploy(self, station: str, ref: str) -> str:
+        """Point a station at a loaded model (the caller records it); returns the full ref."""
+        full = self.resolve_ref(ref)
+        self.stations[station] = full
+        return full
+
+    def for_station(self, station: str) -> ServedModel:
+        """The model that answers `station`, or UnknownStationError saying how to configure it."""
+        ref = self.stations.get(station)
+        if ref is None and self.settings.default_model:
+            ref = self.resolve_ref(self.settings.default_model)
+        if ref is None and len(self.models) == 1 and not self.settings.stations:
+            ref = next(iter(self.models))
+        if ref is None or ref not in self.models:
+            known = ", ".join(sorted(self.stations)) or "none"
+            raise UnknownStationError(
+                f"unknown station {station!r}: no model is assigned to it",
+                hint=f"use one of the configured stations ({known}) or map it in "
+                     "INSPECTOR_STATIONS / default_model",
+            )
+        return self.models[ref]
+
+    def start(self) -> None:
+        for m in self.models.values():
+            m.batcher.start()
+
+    async def stop(self) -> None:
+        for m in self.models.values():
+            await m.batcher.stop()
+            m.executor.shutdown(wait=True)

@@ -1,0 +1,149 @@
+"""Request and response schemas of the HTTP API (separate from the storage models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from inspector.settings import SAFE_NAME
+from inspector.store.models import Inspection, Review
+
+#: Defect type names become folder names in dataset exports: keep them plain.
+DEFECT_TYPE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Timings(BaseModel):
+    """Milliseconds per stage; `total_ms` runs from the full body being read to the commit."""
+
+    decode_ms: float
+    queue_ms: float
+    inference_ms: float
+    record_ms: float
+    total_ms: float
+    batch_size: int
+
+
+class Links(BaseModel):
+    self: str
+    image: str | None
+    heatmap: str | None
+
+
+class InspectResponse(BaseModel):
+    id: str
+    created_at: datetime
+    station: str
+    part_id: str | None
+    verdict: Literal["pass", "fail"]
+    score: float
+    threshold: float
+    label: str | None
+    model: ModelRef
+    timings: Timings
+    links: Links
+    #: `data:image/jpeg;base64,...` overlay when asked for with `heatmap=inline`.
+    heatmap_inline: str | None = None
+
+
+class InspectionOut(BaseModel):
+    id: str
+    created_at: datetime
+    line: str
+    station: str
+    part_id: str | None
+    verdict: Literal["pass", "fail"]
+    score: float
+    threshold: float
+    label: str | None
+    model: ModelRef
+    frame_width: int
+    frame_height: int
+    review_state: Literal["unreviewed", "defect", "good"]
+    timings_ms: dict[str, float]
+    links: Links
+
+    @classmethod
+    def of(cls, row: Inspection) -> InspectionOut:
+        return cls(
+            id=row.id, created_at=row.created_at, line=row.line, station=row.station,
+            part_id=row.part_id, verdict=row.verdict, score=row.score,  # type: ignore[arg-type]
+            threshold=row.threshold, label=row.label,
+            model=ModelRef(name=row.model_name, version=row.model_version),
+            frame_width=row.frame_width, frame_height=row.frame_height,
+            review_state=row.review_state,  # type: ignore[arg-type]
+            timings_ms={"queue": row.queue_ms, "decode": row.decode_ms,
+                        "inference": row.inference_ms, "total": row.total_ms},
+            links=links_for(row.id, row.image_key is not None, row.heatmap_key is not None),
+        )
+
+
+def links_for(inspection_id: str, image: bool, heatmap: bool) -> Links:
+    base = f"/v1/inspections/{inspection_id}"
+    return Links(self=base, image=f"{base}/image" if image else None,
+                 heatmap=f"{base}/heatmap" if heatmap else None)
+
+
+class InspectionPage(BaseModel):
+    items: list[InspectionOut]
+    #: Pass as `before` to get the next (older) page; null on the last page.
+    next_cursor: str | None
+
+
+class ReviewIn(BaseModel):
+    label: Literal["defect", "good"]
+    defect_type: str | None = Field(default=None, pattern=DEFECT_TYPE)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ReviewOut(BaseModel):
+    id: int
+    inspection_id: str
+    label: str
+    defect_type: str | None
+    note: str | None
+    reviewer: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: Review) -> ReviewOut:
+        return cls(id=r.id, inspection_id=r.inspection_id, label=r.label,
+                   defect_type=r.defect_type, note=r.note, reviewer=r.reviewer,
+                   created_at=r.created_at)
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    kind: str
+    input_width: int
+    input_height: int
+    threshold: float
+    provider: str
+    stations: list[str]
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+    #: Packages refused at startup: folder -> reason.
+    refused: dict[str, str]
+    stations: dict[str, str]
+
+
+class DeployIn(BaseModel):
+    #: `name:version` (or `name` when only one version is loaded).
+    model: str = Field(min_length=1, max_length=130)
+    #: Shadow deploys arrive with the registry (issue 5).
+    mode: Literal["active"] = "active"
+
+
+class DeployOut(BaseModel):
+    station: str = Field(pattern=SAFE_NAME)
+    model: str
+    mode: str
