@@ -21,6 +21,12 @@ from inspector.core.errors import ImageDecodeError, ImageTooLargeError
 #: Default pixel budget for one frame (about a 100-megapixel sensor).
 DEFAULT_MAX_PIXELS = 100_000_000
 
+# Pillow warns about huge sizes (we apply our own limit) and about corrupt TIFF/EXIF (we raise
+# our own error). Filters are set once here: warnings.catch_warnings is not thread-safe, and
+# frames are decoded in worker threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
 _FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "MPO"}
 _REDUCED_FLAGS = {
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -52,12 +58,9 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     if not data:
         raise ImageDecodeError("empty image: the body has zero bytes", hint="send the frame bytes")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and errors past 2x) on huge images; we apply our own limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                fmt = (im.format or "").upper()
-                width, height = im.size
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "").upper()
+            width, height = im.size
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"image refused before decoding: {exc}",
