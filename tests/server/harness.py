@@ -1,0 +1,167 @@
+"""Real processes for server tests: `inspector serve` on a free loopback port, the CLI, a
+private mosquitto, and a fresh PostgreSQL schema per test module."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-c", "from inspector.cli import main; main()"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a server or CLI process: no INSPECTOR_* leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECTOR_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["INSPECTOR_DATA_DIR"] = str(data_dir)
+    env["INSPECTOR_PROVIDERS"] = "cpu"
+    env["INSPECTOR_WORK_THREADS"] = "2"
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120,
+                          check=check, cwd=REPO)
+
+
+def create_key(env: dict[str, str], role: str) -> str:
+    """`inspector keys create --role ROLE`: the key is the last line of stdout."""
+    out = run_cli(["keys", "create", "--role", role, "--name", f"test-{role}"], env)
+    return out.stdout.strip().splitlines()[-1]
+
+
+class ServerProcess:
+    """`inspector serve` as a child process; logs go to a file shown when a test fails."""
+
+    def __init__(self, env: dict[str, str], models_dir: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.env = env
+        self.models_dir = models_dir
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*CLI, "serve", "--models", str(self.models_dir), "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not come up in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def postgres_base_url() -> str:
+    return os.environ.get("INSPECTOR_TEST_POSTGRES_URL",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A SQLAlchemy URL whose search_path is a fresh schema, dropped afterwards; skips the
+    test when PostgreSQL is not reachable."""
+    import sqlalchemy as sa
+
+    base = postgres_base_url()
+    url = sa.make_url(base)
+    if not reachable(url.host or "127.0.0.1", url.port or 5432):
+        pytest.skip(f"PostgreSQL is not reachable at {url.host}:{url.port or 5432} "
+                    "(set INSPECTOR_TEST_POSTGRES_URL to point at one)")
+    schema = f"insp_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+class Mosquitto:
+    """A private broker on a free loopback port, with persistence so sessions survive a
+    restart (the outage test stops and starts it)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.binary).exists():
+            pytest.skip("mosquitto is not installed")
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not reachable("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("private mosquitto did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
