@@ -85,8 +85,9 @@ class MqttDestination:
     def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any,
                            props: Any) -> None:
         if self._connected.is_set():
-            log.warning("MQTT disconnected from %s:%d (%s); verdicts wait in the outbox",
-                        self.host, self.port, rc)
+            level = logging.WARNING if getattr(rc, "is_failure", True) else logging.INFO
+            log.log(level, "MQTT disconnected from %s:%d (%s); verdicts wait in the outbox",
+                    self.host, self.port, rc)
         self._connected.clear()
 
     def deliver(self, events: list[PendingEvent]) -> list[Outcome]:

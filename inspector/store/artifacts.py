@@ -105,12 +105,12 @@ class ArtifactStore:
         removed, freed = 0, 0
         old = Inspection.created_at < utcnow() - max_age
         while True:
-            n, b = self._drop(db, old, chunk)
+            n, b = self._drop(db, old, chunk, None)
             removed, freed = removed + n, freed + b
             if n < chunk:
                 break
-        while self._stored_bytes(db) > max_bytes:
-            n, b = self._drop(db, None, 50)
+        while (excess := self._stored_bytes(db) - max_bytes) > 0:
+            n, b = self._drop(db, None, chunk, excess)
             removed, freed = removed + n, freed + b
             if n == 0:
                 break
@@ -126,19 +126,29 @@ class ArtifactStore:
         with db.session() as s:
             return int(s.scalar(stmt) or 0)
 
-    def _drop(self, db: Database, condition: ColumnElement[bool] | None, limit: int
-              ) -> tuple[int, int]:
-        """Remove the artifacts of the oldest `limit` records matching `condition`."""
-        stmt = select(Inspection.id, Inspection.image_key, Inspection.heatmap_key).where(
-            Inspection.image_key.is_not(None)
-        )
+    def _drop(
+        self, db: Database, condition: ColumnElement[bool] | None, limit: int,
+        excess: int | None,
+    ) -> tuple[int, int]:
+        """Remove artifacts of the oldest records matching `condition`: up to `limit` of them,
+        or (with `excess`) just enough of them to free that many bytes."""
+        stmt = select(Inspection.id, Inspection.image_key, Inspection.heatmap_key,
+                      Inspection.artifact_bytes).where(Inspection.image_key.is_not(None))
         if condition is not None:
             stmt = stmt.where(condition)
         with db.session() as s:
             rows = list(s.execute(stmt.order_by(Inspection.id).limit(limit)))
+            if excess is not None:
+                chosen, total = [], 0
+                for row in rows:
+                    if total >= excess:
+                        break
+                    chosen.append(row)
+                    total += row[3]
+                rows = chosen
             if not rows:
                 return 0, 0
-            freed = sum(self.remove(img) + self.remove(heat) for _, img, heat in rows)
+            freed = sum(self.remove(img) + self.remove(heat) for _, img, heat, _n in rows)
             s.execute(
                 update(Inspection)
                 .where(Inspection.id.in_([r[0] for r in rows]))

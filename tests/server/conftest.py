@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -45,8 +44,13 @@ def defect_frame(seed: int = 0) -> bytes:
     return encode_bgr(part_image(defect=True, seed=seed), ".png")
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     root = tmp_path_factory.mktemp(f"srv-{request.param}")
     models = root / "models"
     make_package(models)

@@ -30,7 +30,7 @@ def assert_json_error(r: httpx.Response, status: int) -> dict[str, object]:
     assert r.headers["content-type"].startswith("application/json")
     err = r.json()["error"]
     assert err["status"] == status and err["message"]
-    return err  # type: ignore[no-any-return]
+    return err
 
 
 def png_header_claiming(width: int, height: int) -> bytes:

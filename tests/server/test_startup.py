@@ -1,0 +1,95 @@
+"""Startup: invalid packages are refused with a clear log line while the rest serve; the
+CLI's key commands; settings precedence and the validators that refuse unsafe settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from inspector.settings import Settings, load_settings
+from tests.model_factory import make_package
+from tests.server.conftest import good_frame
+from tests.server.harness import ServerProcess, base_env, create_key, run_cli
+
+
+@pytest.mark.slow
+def test_invalid_packages_are_refused_and_the_rest_serve(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    make_package(models, name="good")
+    tampered = make_package(models, name="tampered")
+    (tampered / "model.onnx").write_bytes((tampered / "model.onnx").read_bytes() + b"\0")
+    broken = make_package(models, name="broken")
+    card = json.loads((broken / "card.json").read_text())
+    card["threshold"] = "high"
+    (broken / "card.json").write_text(json.dumps(card))
+    env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false",
+                   INSPECTOR_DEFAULT_MODEL="good")
+    with ServerProcess(env, models, tmp_path / "server.log") as server:
+        listed = httpx.get(f"{server.url}/v1/models").json()
+        assert [m["name"] for m in listed["models"]] == ["good"]
+        assert set(listed["refused"]) == {str(tampered), str(broken)}
+        assert "sha256" in listed["refused"][str(tampered)]
+        r = httpx.post(f"{server.url}/v1/inspect", params={"station": "any"},
+                       content=good_frame(), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200 and r.json()["model"]["name"] == "good"
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert ready["ready"] is True and len(ready["refused"]) == 2
+        log = server.log()
+    assert f"refusing model package {tampered}" in log
+    assert f"refusing model package {broken}" in log and "threshold" in log
+
+
+@pytest.mark.slow
+def test_no_models_means_not_ready(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false")
+    with ServerProcess(env, tmp_path / "models", tmp_path / "server.log") as server:
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s"},
+                       content=good_frame(), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 404 and r.json()["error"]["hint"]
+
+
+def test_keys_cli_create_list_revoke(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "data")
+    key = create_key(env, "camera")
+    assert key.startswith("insp_")
+    prefix = key.split("_")[1]
+    listed = run_cli(["keys", "list"], env).stdout
+    assert prefix in listed and key not in listed
+    db_bytes = (tmp_path / "data" / "inspector.db").read_bytes()
+    assert key.encode() not in db_bytes  # stored hashed only
+    assert run_cli(["keys", "revoke", prefix], env).returncode == 0
+    bad = run_cli(["keys", "create", "--role", "janitor"], env, check=False)
+    assert bad.returncode == 2 and "camera" in bad.stderr
+
+
+def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "inspector.toml"
+    cfg.write_text('port = 9001\nline = "from-file"\nmax_batch = 4\n'
+                   '[stations]\nweld-1 = "tiles:3"\n')
+    monkeypatch.setenv("INSPECTOR_LINE", "from-env")
+    s = load_settings(cfg, port=9100)
+    assert s.port == 9100 and s.line == "from-env" and s.max_batch == 4
+    assert s.stations == {"weld-1": "tiles:3"}
+    monkeypatch.setenv("INSPECTOR_DATABASE_URL", "postgresql://u@db/x")
+    assert load_settings().database_url == "postgresql+psycopg://u@db/x"
+
+
+def test_settings_refuse_unsafe_values() -> None:
+    with pytest.raises(ValidationError, match="refused on host"):
+        Settings(auth_enabled=False, host="0.0.0.0")
+    assert Settings(auth_enabled=False, host="127.0.0.1").auth_enabled is False
+    with pytest.raises(ValidationError, match="16 characters"):
+        Settings.model_validate(
+            {"webhooks": [{"name": "erp", "url": "http://x", "secret": "short"}]})
+    with pytest.raises(ValidationError, match="station names"):
+        Settings(stations={"a/b": "m"})
+    with pytest.raises(ValidationError, match="mqtt_url"):
+        Settings(mqtt_url="http://broker")
+    with pytest.raises(ValidationError):
+        Settings(line="line/1")
