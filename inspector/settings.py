@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)
+    #: Let ONNX Runtime threads spin while idle: faster alone, slower beside HTTP and decoding.
+    ort_spinning: bool = False
     max_batch: int = Field(default=8, ge=1, le=256)
     max_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
     #: Frames admitted per model (decoding, queued or in inference) before answering 503.

@@ -21,6 +21,7 @@ from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import RuntimeOptions
 from inspector.server.batcher import Admission, MicroBatcher
 from inspector.server.errors import UnknownStationError
+from inspector.server.loader import load_detector
 from inspector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class ModelRegistry:
                       "put packages in models/<name>/<version>/", s.models_dir)
         for path in packages:
             try:
-                detector = Detector.load(path, options, max_pixels=s.max_pixels)
+                detector = load_detector(path, options, s.max_pixels, s.ort_spinning)
             except InspectorError as exc:
                 self.refused[str(path)] = str(exc)
                 log.error("refusing model package %s: %s", path, exc)
