@@ -25,23 +25,23 @@ class Publishers:
     ) -> None:
         self.workers: list[OutboxWorker] = []
         self.mqtt: MqttDestination | None = None
-        common = {"max_backoff_s": settings.publish_max_backoff_s, "on_backlog": on_backlog}
+        node, backoff = settings.node_id, settings.publish_max_backoff_s
         if settings.mqtt_url:
             holder: list[OutboxWorker] = []
             self.mqtt = MqttDestination(
                 settings.mqtt_url,
-                client_id=f"inspector-{settings.node_id}",
+                client_id=f"inspector-{node}",
                 on_reconnect=lambda: holder[0].retry_now() if holder else None,
             )
-            worker = OutboxWorker(db, settings.node_id, self.mqtt, **common)  # type: ignore[arg-type]
-            holder.append(worker)
-            self.workers.append(worker)
+            holder.append(OutboxWorker(db, node, self.mqtt, max_backoff_s=backoff,
+                                       on_backlog=on_backlog))
+            self.workers.append(holder[0])
         for hook in settings.webhooks:
             dest: Destination = WebhookDestination(hook.name, hook.url,
                                                    hook.secret.get_secret_value())
-            self.workers.append(OutboxWorker(db, settings.node_id, dest,
+            self.workers.append(OutboxWorker(db, node, dest, max_backoff_s=backoff,
                                              max_attempts=settings.webhook_max_attempts,
-                                             **common))  # type: ignore[arg-type]
+                                             on_backlog=on_backlog))
 
     def start(self) -> None:
         for w in self.workers:

@@ -155,3 +155,32 @@ def test_mqtt_worker_publishes_qos1_and_empties_the_outbox(db: Database) -> None
         worker.stop()
         sub.loop_stop()
         sub.disconnect()
+
+
+@pytest.mark.slow
+def test_server_posts_signed_webhooks(tmp_path: Path) -> None:
+    """End to end: a server configured with a webhook delivers every verdict, signed."""
+    from tests.model_factory import make_package
+    from tests.server.conftest import good_frame
+    from tests.server.harness import ServerProcess, base_env
+
+    receiver = Receiver(fail_first=1)
+    make_package(tmp_path / "models")
+    hooks = json.dumps([{"name": "erp", "url": receiver.url, "secret": SECRET}])
+    env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false", INSPECTOR_WEBHOOKS=hooks,
+                   INSPECTOR_PUBLISH_MAX_BACKOFF_S="1")
+    try:
+        with ServerProcess(env, tmp_path / "models", tmp_path / "server.log") as server:
+            import httpx
+
+            ids = {httpx.post(f"{server.url}/v1/inspect", params={"station": "w1"},
+                              content=good_frame(seed=i),
+                              headers={"Content-Type": "image/jpeg"}).json()["id"]
+                   for i in range(5)}
+            deadline = time.monotonic() + 30
+            while {e["id"] for e in receiver.events} != ids and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert {e["id"] for e in receiver.events} == ids
+        assert receiver.bad_signatures == 0
+    finally:
+        receiver.close()

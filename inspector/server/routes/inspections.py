@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -19,6 +19,10 @@ from inspector.store.models import Inspection
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
 InspectionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Inspection id")]
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def _get(services: ServicesDep, inspection_id: str) -> Inspection:
@@ -44,7 +48,10 @@ def list_inspections(
                                         description="Cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> InspectionPage:
-    """Filter by station, verdict, review state, model and time; page with `before`."""
+    """Filter by station, verdict, review state, model and time; page with `before`.
+
+    Times without a zone are taken as UTC."""
+    since, until = _utc(since), _utc(until)
     q = store.InspectionQuery(station=station, verdict=verdict, review=review, since=since,
                               until=until, model_name=model, before=before, limit=limit)
     rows, cursor = store.list_inspections(services.db, q)
