@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from inspector.core.card import HeatmapSpec, InputSpec, ModelCard, ThresholdSpec, write_card  # noqa: E402
-from inspector.core.images import decode  # noqa: E402
-from inspector.core.package import sha256_file  # noqa: E402
-from inspector.core.preprocess import prepare  # noqa: E402
-from training.backbones.effnet_lite import efficientnet_lite0  # noqa: E402
+from inspector.core.card import HeatmapSpec, InputSpec, ModelCard, ThresholdSpec, write_card
+from inspector.core.images import decode
+from inspector.core.package import sha256_file
+from inspector.core.preprocess import prepare
+from training.backbones.effnet_lite import efficientnet_lite0
 
 SIZE = 224
 SPEC = InputSpec(width=SIZE, height=SIZE, resize="stretch", color="gray")

@@ -137,8 +137,10 @@ def bench(
     providers: Annotated[str, typer.Option(help="auto, cpu, cuda (in-process).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Measure images/s and latency: a package in-process (batch 1 and 8, decode included)
-    and/or a running server with N concurrent clients.
+    """Measure images/s and latency of a package in-process and/or of a running server.
+
+    In-process: decode + resize + ONNX Runtime at batch 1 and 8. Server: N concurrent
+    clients posting the images, each waiting for its answer before sending the next.
 
     Examples:
 
