@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inspector.core.errors import InspectorError
+from inspector.core.errors import InspectorError, ModelPackageError
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import RuntimeOptions
@@ -67,29 +67,41 @@ class ModelRegistry:
         self.refused: dict[str, str] = {}
         self.stations: dict[str, str] = {}
 
+    def _options(self) -> RuntimeOptions:
+        s = self.settings
+        return RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
+                              max_batch=max(s.max_batch, 1))
+
+    def load_package(self, path: Path) -> ServedModel:
+        """Verify and load one package (blocking). The caller starts its batcher on the event
+        loop (`served.batcher.start()`) before routing stations to it. Raises InspectorError
+        (ModelPackageError) for an invalid package or a name:version already loaded."""
+        detector = load_detector(path, self._options(), self.settings.max_pixels,
+                                 self.settings.ort_spinning)
+        ref = detector.card.ref
+        if ref in self.models:
+            raise ModelPackageError(
+                f"{path}: {ref} is already loaded from {self.models[ref].detector.package.root}",
+                hint="give the new package another version",
+            )
+        served = self._serve(ref, detector)
+        self.models[ref] = served
+        log.info("serving %s from %s on %s", ref, path, detector.model.provider)
+        return served
+
     def load_all(self) -> None:
         """Load every package under the models folder; refuse invalid ones with a log line."""
         s = self.settings
-        options = RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
-                                 max_batch=max(s.max_batch, 1))
         packages = discover_packages(s.models_dir)
         if not packages:
             log.error("no model packages found under %s: every inspection will answer 404; "
                       "put packages in models/<name>/<version>/", s.models_dir)
         for path in packages:
             try:
-                detector = load_detector(path, options, s.max_pixels, s.ort_spinning)
+                self.load_package(path)
             except InspectorError as exc:
                 self.refused[str(path)] = str(exc)
                 log.error("refusing model package %s: %s", path, exc)
-                continue
-            ref = detector.card.ref
-            if ref in self.models:
-                log.error("refusing model package %s: %s is already loaded from %s", path, ref,
-                          self.models[ref].detector.package.root)
-                continue
-            self.models[ref] = self._serve(ref, detector)
-            log.info("serving %s from %s on %s", ref, path, detector.model.provider)
         self.stations = {st: self.resolve_ref(r) for st, r in s.stations.items()
                          if self._try_resolve(st, r)}
 

@@ -4,6 +4,7 @@ CLI's key commands; settings precedence and the validators that refuse unsafe se
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,9 @@ from tests.server.harness import ServerProcess, base_env, create_key, run_cli
 @pytest.mark.slow
 def test_invalid_packages_are_refused_and_the_rest_serve(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    make_package(models, name="good")
+    good = make_package(models, name="good")
+    duplicate = models / "zz-copy" / "1"
+    shutil.copytree(good, duplicate)  # same name:version as "good": refused, first one serves
     tampered = make_package(models, name="tampered")
     (tampered / "model.onnx").write_bytes((tampered / "model.onnx").read_bytes() + b"\0")
     broken = make_package(models, name="broken")
@@ -31,13 +34,14 @@ def test_invalid_packages_are_refused_and_the_rest_serve(tmp_path: Path) -> None
     with ServerProcess(env, models, tmp_path / "server.log") as server:
         listed = httpx.get(f"{server.url}/v1/models").json()
         assert [m["name"] for m in listed["models"]] == ["good"]
-        assert set(listed["refused"]) == {str(tampered), str(broken)}
+        assert set(listed["refused"]) == {str(tampered), str(broken), str(duplicate)}
+        assert "already loaded" in listed["refused"][str(duplicate)]
         assert "sha256" in listed["refused"][str(tampered)]
         r = httpx.post(f"{server.url}/v1/inspect", params={"station": "any"},
                        content=good_frame(), headers={"Content-Type": "image/jpeg"})
         assert r.status_code == 200 and r.json()["model"]["name"] == "good"
         ready = httpx.get(f"{server.url}/readyz").json()
-        assert ready["ready"] is True and len(ready["refused"]) == 2
+        assert ready["ready"] is True and len(ready["refused"]) == 3
         log = server.log()
     assert f"refusing model package {tampered}" in log
     assert f"refusing model package {broken}" in log and "threshold" in log
