@@ -161,15 +161,17 @@ def test_bad_inputs_get_4xx_json_and_server_keeps_serving(live: Live) -> None:
     assert post(live, jpeg).status_code == 200  # still serving
 
 
-def test_unknown_station(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """With a station mapping, stations outside it are refused with the known ones named."""
+def test_unknown_station_and_sampled_passes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With a station mapping, stations outside it are refused with the known ones named;
+    with sample_passes=1 every pass keeps its image too."""
     from tests.model_factory import make_package
     from tests.server.harness import ServerProcess, base_env
 
     root = tmp_path_factory.mktemp("stations")
     make_package(root / "models")
     env = base_env(root / "data", INSPECTOR_AUTH_ENABLED="false",
-                   INSPECTOR_STATIONS=json.dumps({"weld-1": "tiny:1"}))
+                   INSPECTOR_STATIONS=json.dumps({"weld-1": "tiny:1"}),
+                   INSPECTOR_SAMPLE_PASSES="1")
     with ServerProcess(env, root / "models", root / "server.log") as server:
         r = httpx.post(f"{server.url}/v1/inspect", params={"station": "weld-9"},
                        content=good_frame(), headers={"Content-Type": "image/jpeg"})
@@ -178,6 +180,9 @@ def test_unknown_station(tmp_path_factory: pytest.TempPathFactory) -> None:
         ok = httpx.post(f"{server.url}/v1/inspect", params={"station": "weld-1"},
                         content=good_frame(), headers={"Content-Type": "image/jpeg"})
         assert ok.status_code == 200, ok.text
+        assert ok.json()["verdict"] == "pass" and ok.json()["links"]["image"]
+        image = httpx.get(f"{server.url}{ok.json()['links']['image']}")
+        assert image.content == good_frame()
 
 
 def test_role_matrix(live: Live) -> None:
