@@ -1,0 +1,78 @@
+"""Splits, empty folders, masks and unreadable images (no torch needed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from inspector.core.card import InputSpec
+from inspector.core.errors import DatasetError
+from tests.training.conftest import make_mvtec
+from training.datasets import load_splits
+from training.images import load_images
+
+
+def test_mvtec_holds_out_seeded_validation_goods(mvtec_set: Path) -> None:
+    a = load_splits(mvtec_set, seed=1, val_fraction=0.25)
+    b = load_splits(mvtec_set, seed=1, val_fraction=0.25)
+    c = load_splits(mvtec_set, seed=2, val_fraction=0.25)
+    assert a == b
+    assert {s.path for s in a.val} != {s.path for s in c.val}
+    assert len(a.val) == 3 and len(a.train) == 9
+    assert not any(s.is_defect for s in a.train + a.val)
+    assert {s.path for s in a.train}.isdisjoint(s.path for s in a.val)
+    assert a.labels == ("good", "crack", "scratch", "spot")
+    assert all(s.mask is not None for s in a.test if s.is_defect)
+
+
+def test_classifier_split_shares_defects_per_type_without_overlap(mvtec_set: Path) -> None:
+    s = load_splits(mvtec_set, seed=0, classifier_defect_split=(0.5, 0.25, 0.25))
+    for label in ("crack", "scratch", "spot"):
+        counts = [sum(x.label == label for x in part) for part in (s.train, s.val, s.test)]
+        assert counts == [2, 1, 1], (label, counts)
+    paths = [x.path for x in s.train + s.val + s.test]
+    assert len(paths) == len(set(paths))
+    assert sum(not x.is_defect for x in s.test) == 6  # test goods stay in test
+
+
+def test_labeled_layout_is_split_stratified(labeled_set: Path) -> None:
+    s = load_splits(labeled_set, seed=0)
+    assert s.layout == "labeled"
+    for part in (s.train, s.val, s.test):
+        assert {x.label for x in part} == {"good", "crack", "scratch", "spot"}
+
+
+def test_empty_class_folder_is_a_clear_error(tmp_path: Path) -> None:
+    root = make_mvtec(tmp_path / "d", n_train=2, n_good=1, n_defect=1, size=32)
+    (root / "test" / "dent").mkdir()
+    with pytest.raises(DatasetError, match="dent: no images"):
+        load_splits(root)
+
+
+def test_masks_without_defect_folder_are_a_clear_error(tmp_path: Path) -> None:
+    root = make_mvtec(tmp_path / "d", n_train=2, n_good=1, n_defect=1, size=32)
+    (root / "ground_truth" / "scratch").rename(root / "ground_truth" / "scratches")
+    with pytest.raises(DatasetError, match="scratches"):
+        load_splits(root)
+
+
+def test_not_a_dataset_says_what_layouts_work(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DatasetError, match="train/good"):
+        load_splits(tmp_path)
+
+
+def test_unreadable_images_are_skipped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_mvtec(tmp_path / "d", n_train=4, n_good=1, n_defect=1, size=32)
+    (root / "train" / "good" / "broken.png").write_bytes(b"not a png")
+    splits = load_splits(root, val_fraction=0.0)
+    spec = InputSpec(width=24, height=16, resize="stretch", color="gray")
+    with caplog.at_level(logging.WARNING):
+        loaded = load_images(splits.train, spec)
+    assert len(loaded) == 4 and len(loaded.skipped) == 1
+    assert loaded.pixels.shape == (4, 16, 24, 3)
+    assert "skipped 1 unreadable image(s) of 5" in caplog.text

@@ -1,0 +1,89 @@
+"""Backbones, coreset and the PatchCore / classifier graphs (small, fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.backbones import BACKBONES, build_backbone  # noqa: E402
+from training.classifier import DefectClassifier  # noqa: E402
+from training.coreset import greedy_coreset  # noqa: E402
+from training.patchcore import PatchCore, PatchCoreConfig, PatchFeatures  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def lite0():  # type: ignore[no-untyped-def]
+    return build_backbone("effnet_lite0")
+
+
+def test_offline_default_loads_imagenet_weights_without_download(lite0) -> None:  # type: ignore[no-untyped-def]
+    assert lite0.weights.path is not None and lite0.weights.path.is_file()
+    assert len(lite0.weights.sha256() or "") == 64
+    taps = [(lite0.strides[t], lite0.channels[t]) for t in lite0.taps]
+    assert taps == [(16, 112), (32, 192)]
+
+
+def test_lite0_classifies_like_imagenet_lite0(lite0) -> None:  # type: ignore[no-untyped-def]
+    # Same weights as the TF release: the BN layers see ImageNet-like statistics on noise, and
+    # the trunk gives finite features at a non-square size (TF "same" padding on odd sizes).
+    x = torch.rand(1, 3, 75, 101) * 2 - 1
+    with torch.no_grad():
+        out = lite0.forward_last(x)
+    assert out.shape == (1, 1280, 3, 4) and torch.isfinite(out).all()
+
+
+def test_registry_names_and_clear_errors() -> None:
+    assert {"effnet_lite0", "resnet18", "wide_resnet50_2", "efficientnet_b0"} <= set(BACKBONES)
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        build_backbone("vgg")
+    with pytest.raises(ValueError, match="unknown weights"):
+        build_backbone("resnet18@NOPE", pretrained=False)
+
+
+def test_torchvision_backbone_taps_without_weights() -> None:
+    bb = build_backbone("resnet18", pretrained=False)
+    assert [(bb.strides[t], bb.channels[t]) for t in bb.taps] == [(8, 128), (16, 256)]
+    bb.set_taps([3, 4])
+    assert bb.last_channels == 512
+    with pytest.raises(ValueError, match="taps"):
+        bb.set_taps([9])
+
+
+def test_greedy_coreset_keeps_the_outliers() -> None:
+    rng = np.random.default_rng(0)
+    blob = rng.normal(0, 0.1, (500, 8)).astype(np.float32)
+    outliers = np.eye(8, dtype=np.float32)[:3] * 10
+    x = np.concatenate([blob, outliers])
+    idx = greedy_coreset(x, 10, seed=0, proj_dim=0)
+    assert len(set(idx.tolist())) == 10
+    assert {500, 501, 502} <= set(idx.tolist())
+    assert np.array_equal(idx, greedy_coreset(x, 10, seed=0, proj_dim=0))
+
+
+def test_patchcore_distance_is_the_nearest_neighbour(lite0) -> None:  # type: ignore[no-untyped-def]
+    feats = PatchFeatures(lite0, pool=3)
+    bank = torch.randn(300, feats.channels)
+    model = PatchCore(feats, bank, (64, 64), PatchCoreConfig(sigma=0, score_top_fraction=0))
+    image = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        d = model.patch_distances(image)
+        f = feats(image).permute(0, 2, 3, 1).reshape(-1, feats.channels)
+        brute = torch.cdist(f.double(), bank.double()).min(dim=1).values.reshape(d.shape)
+        score, amap = model(image)
+    assert torch.allclose(d.double(), brute, rtol=1e-4, atol=1e-3)
+    assert amap.shape == (2, 64, 64) and score.shape == (2,)
+    assert torch.allclose(score, amap.flatten(1).max(dim=1).values)
+
+
+def test_classifier_outputs_probabilities_and_a_bounded_map(lite0) -> None:  # type: ignore[no-untyped-def]
+    model = DefectClassifier(lite0, 3, (48, 64)).eval()
+    with torch.no_grad():
+        score, amap, probs = model(torch.randint(0, 255, (2, 48, 64, 3), dtype=torch.uint8))
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(1), torch.ones(2))
+    assert torch.allclose(score, 1 - probs[:, 0])
+    assert amap.shape == (2, 48, 64)
+    assert (amap >= 0).all() and (amap <= score.view(-1, 1, 1) + 1e-6).all()

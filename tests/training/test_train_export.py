@@ -1,0 +1,95 @@
+"""End to end on tiny synthetic images: train, export, load through inspector.core, and get
+the scores PyTorch gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inspector.core.package import load_model  # noqa: E402
+from inspector.core.pipeline import Detector  # noqa: E402
+from training.cli import train_command  # noqa: E402
+from training.datasets import load_splits  # noqa: E402
+
+pytestmark = [pytest.mark.train, pytest.mark.slow]
+
+
+def _onnx_and_torch_scores(out: Path, model: torch.nn.Module, samples: list) -> tuple:  # type: ignore[type-arg]
+    detector = Detector.load(out)
+    frames = [detector.prepare_bytes(s.path.read_bytes()) for s in samples]
+    onnx_scores = np.array([j.score for j in detector.infer(frames)])
+    batch = torch.from_numpy(np.stack([f.model_input for f in frames]))
+    with torch.no_grad():
+        outputs = model(batch)
+    return onnx_scores, outputs[0].numpy(), detector, outputs
+
+
+def assert_same_scores(onnx_scores: np.ndarray, torch_scores: np.ndarray) -> None:
+    """Equal up to float32 noise: 1e-3 of the largest score (the export's own tolerance)."""
+    scale = float(np.abs(torch_scores).max())
+    np.testing.assert_allclose(onnx_scores, torch_scores, rtol=0, atol=1e-3 * scale)
+
+
+def test_anomaly_model_trains_exports_and_loads_with_pytorch_scores(
+    mvtec_set: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "models" / "synth" / "1"
+    result = train_command(data=mvtec_set, out=out, image_size=96, seed=3)
+
+    package, _ = load_model(out)  # card schema, sha256, I/O contract, a real run
+    card = package.card
+    assert card.kind == "anomaly" and card.input.color == "gray"
+    assert card.threshold.method == "target_frr" and card.threshold.n_good == 1
+    assert card.training.seed == 3 and card.training.weights_sha256
+    assert card.training.params["patchcore"]["pool"] == 3
+    assert card.export.opset == 18 and card.export.parity_images
+    assert card.metrics["image_auroc"] is not None and card.metrics["image_auroc"] >= 0.8
+    for name in ("roc.png", "score_hist.png", "worst_cases.png"):
+        assert (out / "report" / name).stat().st_size > 0
+
+    test = list(load_splits(mvtec_set, seed=3).test)
+    onnx_scores, torch_scores, _, outputs = _onnx_and_torch_scores(out, result.model, test)
+    assert_same_scores(onnx_scores, torch_scores)
+    assert outputs[1].shape == (len(test), 96, 96)
+
+
+def test_same_seed_same_model(mvtec_set: Path, tmp_path: Path) -> None:
+    cards = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "synth" / "1"
+        train_command(data=mvtec_set, out=out, image_size=64, seed=7, coreset=0.05)
+        cards.append(json.loads((out / "card.json").read_text()))
+    assert cards[0]["threshold"]["value"] == cards[1]["threshold"]["value"]
+    assert cards[0]["metrics"]["image_auroc"] == cards[1]["metrics"]["image_auroc"]
+
+
+def test_refuses_to_overwrite_a_package(mvtec_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m" / "1"
+    out.mkdir(parents=True)
+    (out / "card.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already holds a model package"):
+        train_command(data=mvtec_set, out=out)
+
+
+def test_classifier_trains_exports_and_loads(labeled_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models" / "cls" / "1"
+    result = train_command(
+        data=labeled_set, out=out, kind="classifier", image_size=64, epochs=2, patience=2
+    )
+    package, _ = load_model(out)
+    card = package.card
+    assert card.kind == "classifier"
+    assert card.labels == ["good", "crack", "scratch", "spot"]
+    assert card.threshold.method == "best_f1"
+    assert card.metrics["epochs_run"] == 2
+
+    test = list(load_splits(labeled_set).test)
+    onnx_scores, torch_scores, detector, _ = _onnx_and_torch_scores(out, result.model, test)
+    assert_same_scores(onnx_scores, torch_scores)
+    probs = detector.infer([detector.prepare_bytes(test[0].path.read_bytes())])[0].probabilities
+    assert probs is not None and probs.shape == (4,) and abs(float(probs.sum()) - 1) < 1e-5

@@ -1,0 +1,88 @@
+"""A pretrained CNN cut into stages, so that models can tap intermediate feature maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inspector.core.package import sha256_file
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Which pretrained weights a backbone carries, for the card's provenance."""
+
+    name: str
+    path: Path | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def sha256(self) -> str | None:
+        return sha256_file(self.path) if self.path is not None and self.path.is_file() else None
+
+
+class Backbone(nn.Module):
+    """Sequential stages of a CNN.
+
+    `forward(x)` takes a normalised float batch [N, 3, H, W] and returns the outputs of the
+    stages listed in `taps` (only the stages up to the last tap run), which is what the patch
+    models use. `forward_last(x)` runs every stage and returns the final feature map, which
+    the classifier pools.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[nn.Module],
+        taps: Sequence[int],
+        weights: WeightsInfo,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.stages = nn.ModuleList(stages)
+        self.weights = weights
+        self.taps: tuple[int, ...] = ()
+        self.set_taps(taps)
+        with torch.no_grad():
+            outs = self._run(torch.zeros(1, 3, 64, 64), len(self.stages) - 1)
+        #: Channels and stride (relative to the input) of every stage's output.
+        self.channels = [int(o.shape[1]) for o in outs]
+        self.strides = [64 // int(o.shape[-1]) for o in outs]
+        self.eval()
+
+    def set_taps(self, taps: Sequence[int]) -> None:
+        taps = tuple(sorted(set(int(t) for t in taps)))
+        if not taps or taps[0] < 0 or taps[-1] >= len(self.stages):
+            raise ValueError(
+                f"{self.name}: taps must be stage indices in 0..{len(self.stages) - 1}, got {taps}"
+            )
+        self.taps = taps
+
+    def _run(self, x: torch.Tensor, upto: int) -> list[torch.Tensor]:
+        outs = []
+        for i, stage in enumerate(self.stages):
+            if i > upto:
+                break
+            x = stage(x)
+            outs.append(x)
+        return outs
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = self._run(x, self.taps[-1])
+        return [outs[i] for i in self.taps]
+
+    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, len(self.stages) - 1)[-1]
+
+    @property
+    def last_channels(self) -> int:
+        return self.channels[-1]
+
+    def describe_taps(self) -> str:
+        return ", ".join(
+            f"stage {t} (stride {self.strides[t]}, {self.channels[t]} ch)" for t in self.taps
+        )

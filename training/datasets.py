@@ -1,0 +1,152 @@
+"""Data set folders -> train / validation / test samples for training.
+
+Listing and the labeled-folder split come from `inspector.core.datasets.scan`, the same code
+`inspector evaluate` and `inspector calibrate` use, so a model is never tested on images it
+was trained on. On top of it, training adds:
+
+- validation goods for the MVTec layout: `val_fraction` of `train/good`, seeded, held out of
+  the memory bank so the threshold is set on images the model has not memorised;
+- for a classifier on the MVTec layout (defects only in `test/`), a per-type seeded split of
+  the test defects into train / val / test (`classifier_defect_split`); test goods stay in
+  test;
+- clear errors for empty class folders and masks without a matching defect folder.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspector.core.datasets import GOOD, Sample, is_mvtec, list_images, scan
+from inspector.core.errors import DatasetError
+
+__all__ = ["GOOD", "Sample", "Splits", "load_splits"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A data set split three ways. `labels` lists "good" first, then the defect types."""
+
+    root: Path
+    layout: str
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    test: tuple[Sample, ...]
+    labels: tuple[str, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        def count(samples: Sequence[Sample]) -> str:
+            good = sum(not s.is_defect for s in samples)
+            return f"{good} good + {len(samples) - good} defect"
+
+        return (
+            f"{self.root.name} ({self.layout}): train {count(self.train)}, "
+            f"val {count(self.val)}, test {count(self.test)}"
+        )
+
+
+def _class_folders(root: Path) -> list[Path]:
+    if is_mvtec(root):
+        folders = [root / "train" / GOOD]
+        test = root / "test"
+        if test.is_dir():
+            folders += sorted(
+                d for d in test.iterdir() if d.is_dir() and not d.name.startswith(".")
+            )
+        return folders
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def check_folders(root: Path) -> None:
+    """Refuse a missing folder, a missing good class, or a class folder without images."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder", hint="pass the data set folder with --data")
+    folders = _class_folders(root)
+    if not any(f.name == GOOD and f.is_dir() for f in folders):
+        raise DatasetError(
+            f"{root}: no good images folder (train/good/ or good/)",
+            hint="use the MVTec layout (train/good, test/good, test/<defect>) or labeled "
+            "folders (good/, <defect>/)",
+        )
+    for folder in folders:
+        if folder.is_dir() and not list_images(folder):
+            raise DatasetError(
+                f"{folder}: no images (PNG, JPEG, BMP or TIFF)",
+                hint="add images to the folder or remove it",
+            )
+
+
+def _mask_notes(samples: Sequence[Sample], root: Path) -> list[str]:
+    notes = []
+    for label in sorted({s.label for s in samples if s.is_defect}):
+        of_type = [s for s in samples if s.label == label]
+        missing = [s for s in of_type if s.mask is None]
+        if (root / "ground_truth" / label).is_dir() and missing:
+            notes.append(
+                f"{root / 'test' / label}: {len(missing)} of {len(of_type)} images have no mask "
+                f"(e.g. {missing[0].path.name}); pixel metrics skip them"
+            )
+    return notes
+
+
+def _cut(
+    items: Sequence[Sample], fractions: Sequence[float], rng: random.Random
+) -> list[list[Sample]]:
+    """Shuffle and cut by `fractions` (the last part takes the rest); every part after the
+    first gets at least one item when there are enough, so small classes reach val and test."""
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    n = len(shuffled)
+    sizes = [round(f * n) for f in fractions[:-1]]
+    for i in range(1, len(sizes)):
+        if sizes[i] == 0 and n >= len(fractions):
+            sizes[i] = 1
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(shuffled[start : start + size])
+        start += size
+    parts.append(shuffled[start:])
+    if not parts[-1] and n >= len(fractions) and fractions[-1] > 0:
+        parts[-1].append(parts[0].pop())
+    return parts
+
+
+def load_splits(
+    root: Path | str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    classifier_defect_split: tuple[float, float, float] | None = None,
+) -> Splits:
+    """List and split a data set folder (see the module docstring)."""
+    root = Path(root)
+    check_folders(root)
+    ds = scan(root, seed=seed)
+    rng = random.Random(seed)
+    notes = _mask_notes(ds.test, root)
+    if ds.layout == "mvtec":
+        fit, val = _cut(ds.train, (1.0 - val_fraction, val_fraction), rng)
+        train, test = fit, list(ds.test)
+        if classifier_defect_split is not None:
+            test = [s for s in ds.test if not s.is_defect]
+            for label in ds.defect_types:
+                a, b, c = _cut(
+                    [s for s in ds.test if s.label == label], classifier_defect_split, rng
+                )
+                train, val, test = train + a, val + b, test + c
+    else:
+        train, val, test = list(ds.train), list(ds.validation), list(ds.test)
+    if not any(not s.is_defect for s in train):
+        raise DatasetError(f"{root}: no good images left for training", hint="add good images")
+    return Splits(
+        root=root,
+        layout=ds.layout,
+        train=tuple(train),
+        val=tuple(val),
+        test=tuple(test),
+        labels=(GOOD, *ds.defect_types),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,81 @@
+"""Read sample images exactly as the server will see them.
+
+Pixels go through `inspector.core.images.decode` (with the model's input size, so large JPEGs
+get the same reduced-scale decode as at the line) and `inspector.core.preprocess.prepare`
+(resize mode, gray handling). Unreadable files are skipped with one warning and a count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.core.card import InputSpec
+from inspector.core.errors import DatasetError, ImageDecodeError
+from inspector.core.images import decode
+from inspector.core.preprocess import prepare
+from training.datasets import Sample
+from training.progress import track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedImages:
+    """Model-sized uint8 RGB images [N, H, W, 3] and the samples they came from."""
+
+    pixels: np.ndarray
+    samples: tuple[Sample, ...]
+    skipped: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def is_defect(self) -> np.ndarray:
+        return np.array([s.is_defect for s in self.samples], dtype=bool)
+
+
+def read_model_input(sample: Sample, spec: InputSpec) -> np.ndarray:
+    """Decode one file and resize it to the model input (raises ImageDecodeError)."""
+    try:
+        data = sample.path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"{sample.path}: cannot read: {exc}") from exc
+    decoded = decode(data, target_size=(spec.width, spec.height))
+    pixels, _ = prepare(decoded.rgb, spec)
+    return pixels
+
+
+def load_images(
+    samples: Sequence[Sample], spec: InputSpec, description: str = "reading images"
+) -> LoadedImages:
+    """Read every sample; skip (and count) the unreadable ones."""
+    pixels: list[np.ndarray] = []
+    kept: list[Sample] = []
+    skipped: list[str] = []
+    for sample in track(samples, description):
+        try:
+            pixels.append(read_model_input(sample, spec))
+        except ImageDecodeError as exc:
+            skipped.append(f"{sample.path}: {exc}")
+            continue
+        kept.append(sample)
+    if skipped:
+        log.warning(
+            "skipped %d unreadable image(s) of %d, first: %s",
+            len(skipped),
+            len(samples),
+            skipped[0],
+        )
+    if not kept and samples:
+        raise DatasetError(
+            f"none of the {len(samples)} images could be read (first: {skipped[0]})",
+            hint="check that the files are PNG/JPEG/BMP/TIFF images",
+        )
+    shape = (0, spec.height, spec.width, 3)
+    array = np.stack(pixels) if pixels else np.zeros(shape, dtype=np.uint8)
+    return LoadedImages(array, tuple(kept), tuple(skipped))

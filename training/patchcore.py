@@ -1,0 +1,156 @@
+"""PatchCore (Roth et al., 2022) as a plain module: the whole inference path is one graph.
+
+uint8 image [N, H, W, 3] -> normalise -> backbone taps -> 3x3 local average (each patch sees
+its neighbourhood) -> taps resized to the finest tap's grid and concatenated -> distance of
+every patch to its nearest neighbour in the memory bank (matrix-multiply form:
+|q|^2 - 2 q.m + |m|^2, then ReduceMin) -> map upsampled to the input size and Gaussian
+smoothed -> image score from the map (its maximum, or the mean of its top fraction).
+
+Fitting (the memory bank) lives in `training.anomaly`; this module only holds the math.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.backbones import Backbone
+
+
+@dataclass(frozen=True)
+class PatchCoreConfig:
+    """Knobs of the PatchCore graph (the defaults are the measured best, see the note)."""
+
+    #: Side of the local-aware average pooling over patch features (1 = off).
+    pool: int = 3
+    #: Gaussian smoothing of the upsampled map, in input pixels (0 = off).
+    sigma: float = 4.0
+    #: Image score: mean of the top `score_top_fraction` of map pixels (0 = the maximum).
+    score_top_fraction: float = 0.01
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3.0 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class Normalise(nn.Module):
+    """uint8 NHWC -> float NCHW normalised with the backbone's mean and std, inside the graph."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        # Fold /255, mean and std into one scale and shift: x * scale + shift.
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", 1.0 / (255.0 * s))
+        self.register_buffer("shift", -m / s)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).to(torch.float32)
+        return x * self.scale + self.shift
+
+
+class PatchFeatures(nn.Module):
+    """uint8 NHWC images -> locally aware patch features [N, C, h, w] on the finest tap grid."""
+
+    def __init__(self, backbone: Backbone, pool: int = 3) -> None:
+        super().__init__()
+        self.normalise = Normalise(backbone.weights.mean, backbone.weights.std)
+        self.backbone = backbone
+        self.pool = pool
+
+    @property
+    def channels(self) -> int:
+        return sum(self.backbone.channels[t] for t in self.backbone.taps)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone(self.normalise(image))
+        size = maps[0].shape[-2:]
+        out = []
+        for fmap in maps:
+            if self.pool > 1:
+                fmap = F.avg_pool2d(fmap, self.pool, 1, self.pool // 2, count_include_pad=False)
+            if fmap.shape[-2:] != size:
+                fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
+            out.append(fmap)
+        return torch.cat(out, dim=1)
+
+
+class PatchCore(nn.Module):
+    """Image [N, H, W, 3] uint8 -> (score [N], anomaly_map [N, H, W]) float32."""
+
+    def __init__(
+        self,
+        features: PatchFeatures,
+        memory_bank: torch.Tensor,
+        input_hw: tuple[int, int],
+        config: PatchCoreConfig,
+    ) -> None:
+        super().__init__()
+        if memory_bank.ndim != 2 or memory_bank.shape[1] != features.channels:
+            raise ValueError(
+                f"memory bank must be [M, {features.channels}], got {tuple(memory_bank.shape)}"
+            )
+        self.features = features
+        self.input_hw = input_hw
+        self.config = config
+        bank = memory_bank.to(torch.float32)
+        # Distances are taken around the bank's mean: |q - m|^2 is the same, but the three
+        # terms of the expansion are smaller, so float32 cancellation noise is too.
+        centre = bank.mean(dim=0)
+        bank = bank - centre
+        self.centre: torch.Tensor
+        self.bank_t_neg2: torch.Tensor
+        self.bank_sq: torch.Tensor
+        self.kernel: torch.Tensor
+        self.register_buffer("centre", centre.view(1, 1, -1))
+        # Stored transposed, scaled by -2, with |m|^2 beside it: one MatMul and one Add.
+        self.register_buffer("bank_t_neg2", (-2.0 * bank).t().contiguous())
+        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
+        kernel = _gaussian_kernel(config.sigma) if config.sigma > 0 else torch.ones(1)
+        self.register_buffer("kernel", kernel)
+
+    @property
+    def bank_size(self) -> int:
+        return int(self.bank_sq.shape[0])
+
+    def patch_distances(self, image: torch.Tensor) -> torch.Tensor:
+        """Nearest-neighbour distance of every patch: [N, h, w] on the feature grid."""
+        feats = self.features(image)
+        n, c, h, w = feats.shape
+        q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c) - self.centre
+        d2 = (q * q).sum(dim=2, keepdim=True) + q @ self.bank_t_neg2 + self.bank_sq
+        d = d2.min(dim=2).values.clamp_min(0.0).sqrt()
+        return d.reshape(n, h, w)
+
+    def smooth(self, amap: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian blur of [N, H, W] with edge padding."""
+        if self.config.sigma <= 0:
+            return amap
+        k = self.kernel
+        r = (k.numel() - 1) // 2
+        x = F.pad(amap.unsqueeze(1), [r, r, r, r], mode="replicate")
+        x = F.conv2d(x, k.view(1, 1, 1, -1))
+        x = F.conv2d(x, k.view(1, 1, -1, 1))
+        return x.squeeze(1)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.patch_distances(image)
+        up = F.interpolate(d.unsqueeze(1), size=self.input_hw, mode="bilinear", align_corners=False)
+        amap = self.smooth(up.squeeze(1))
+        flat = amap.flatten(1)
+        frac = self.config.score_top_fraction
+        if frac > 0:
+            k = max(1, round(frac * flat.shape[1]))
+            score = flat.topk(k, dim=1).values.mean(dim=1)
+        else:
+            score = flat.max(dim=1).values
+        return score, amap
