@@ -21,7 +21,6 @@ from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import RuntimeOptions
 from inspector.server.batcher import Admission, MicroBatcher
 from inspector.server.errors import UnknownStationError
-from inspector.server.loader import load_detector
 from inspector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,14 +69,13 @@ class ModelRegistry:
     def _options(self) -> RuntimeOptions:
         s = self.settings
         return RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
-                              max_batch=max(s.max_batch, 1))
+                              max_batch=max(s.max_batch, 1), allow_spinning=s.ort_spinning)
 
     def load_package(self, path: Path) -> ServedModel:
         """Verify and load one package (blocking). The caller starts its batcher on the event
         loop (`served.batcher.start()`) before routing stations to it. Raises InspectorError
         (ModelPackageError) for an invalid package or a name:version already loaded."""
-        detector = load_detector(path, self._options(), self.settings.max_pixels,
-                                 self.settings.ort_spinning)
+        detector = Detector.load(path, self._options(), self.settings.max_pixels)
         ref = detector.card.ref
         if ref in self.models:
             raise ModelPackageError(
