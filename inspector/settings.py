@@ -118,6 +118,21 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
+    # --- Review pages (/ui) ---
+    #: Signs the review pages' session cookies (32+ characters). Unset: a random secret is
+    #: generated once and kept in <data_dir>/session_secret (mode 0600).
+    session_secret: SecretStr | None = None
+    #: How long a sign-in to the review pages lasts, in hours.
+    session_max_age_h: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_session_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("session_secret must be at least 32 characters; leave it unset to "
+                             "have one generated, or use `python -c 'import secrets; "
+                             "print(secrets.token_hex(32))'`")
+        return v
 
     @classmethod
     def settings_customise_sources(
