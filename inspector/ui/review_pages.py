@@ -1,0 +1,184 @@
+"""The review queue, the part page, recording a decision, and the part's images."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from inspector.server.schemas import DEFECT_TYPE
+from inspector.store import inspections as store
+from inspector.store import reviews
+from inspector.store.db import Database
+from inspector.store.models import Inspection, ModelVersion
+from inspector.ui.session import same_token
+from inspector.ui.web import (
+    PERIODS,
+    QueueFilters,
+    current_session,
+    login_redirect,
+    render,
+    services,
+)
+
+router = APIRouter()
+PER_PAGE = 25
+InspectionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+_DEFECT_TYPE = re.compile(DEFECT_TYPE)
+#: Card labels that name no defect type (an anomaly model's generic classes).
+_GENERIC_LABELS = {"good", "defect", "ok", "pass", "fail", "ng"}
+
+
+def normalise_defect_type(text: str) -> str | None:
+    """'Scratch mark ' -> 'scratch_mark'; None when empty; ValueError when not a plain name."""
+    name = re.sub(r"[\s]+", "_", text.strip().lower())
+    if not name:
+        return None
+    if not _DEFECT_TYPE.match(name):
+        raise ValueError(f"'{text.strip()}' is not a usable defect type: use letters, digits, "
+                         "'-' and '_' (it becomes a folder name in dataset exports)")
+    return name
+
+
+def model_labels(db: Database, name: str, version: str) -> list[str]:
+    """The defect classes on the model's card (generic names like 'good' left out)."""
+    with db.session() as s:
+        card_json = s.scalar(select(ModelVersion.card_json).where(
+            ModelVersion.name == name, ModelVersion.version == version))
+    if not card_json:
+        return []
+    try:
+        labels = json.loads(card_json).get("labels", [])
+    except (ValueError, AttributeError):
+        return []
+    return [str(x) for x in labels if str(x).lower() not in _GENERIC_LABELS]
+
+
+def defect_choices(db: Database, row: Inspection) -> list[str]:
+    """Types to offer, keys 1..9 in this order: the model's labels, then past choices."""
+    out: list[str] = []
+    for name in [*model_labels(db, row.model_name, row.model_version), *reviews.defect_types(db)]:
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def score_gauge(score: float, threshold: float) -> dict[str, float]:
+    """Positions (percent of the bar) for the score and the threshold marker."""
+    top = max(score, threshold, 1e-9) * 1.25 if threshold > 0 else max(abs(score), 1.0) * 1.25
+    clamp = lambda v: min(max(v / top * 100.0, 0.0), 100.0)  # noqa: E731
+    return {"score": clamp(score), "threshold": clamp(threshold)}
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue(request: Request, page: int = 1) -> Response:
+    session = current_session(request)
+    if session is None:
+        return login_redirect(request)
+    db = services(request).db
+    filters = QueueFilters.parse(request.query_params)
+    rows, total = reviews.queue_page(db, filters.query(), page, PER_PAGE)
+    pages = max(math.ceil(total / PER_PAGE), 1)
+    prev_id = request.query_params.get("prev")
+    prev = store.get_inspection(db, prev_id) if prev_id and len(prev_id) == 32 else None
+    return render(
+        request, "queue.html", session, rows=rows, total=total, page=min(max(page, 1), pages),
+        pages=pages, per_page=PER_PAGE, filters=filters, periods=PERIODS,
+        stations=reviews.queue_stations(db), gauge=score_gauge, prev=prev,
+        prev_review=(store.reviews_for(db, prev.id) or [None])[-1] if prev else None,
+    )
+
+
+def _part_page(request: Request, inspection_id: str, status: int = 200,
+               error: str | None = None) -> Response:
+    session = current_session(request)
+    if session is None:
+        return login_redirect(request)
+    db = services(request).db
+    row = store.get_inspection(db, inspection_id)
+    if row is None:
+        return render(request, "error.html", session, status=404,
+                      message=f"There is no inspection {inspection_id}.")
+    filters = QueueFilters.parse(request.query_params)
+    query = filters.query()
+    prev_id = request.query_params.get("prev")
+    prev = store.get_inspection(db, prev_id) if prev_id and len(prev_id) == 32 else None
+    history = store.reviews_for(db, row.id)
+    return render(
+        request, "part.html", session, status=status, row=row, filters=filters, error=error,
+        next_id=reviews.next_in_queue(db, query, row.id),
+        in_queue=reviews.queue_page(db, query, 1, 1)[1], choices=defect_choices(db, row),
+        gauge=score_gauge(row.score, row.threshold), history=history, prev=prev,
+        prev_review=(store.reviews_for(db, prev.id) or [None])[-1] if prev else None,
+        current_type=history[-1].defect_type if history else None,
+    )
+
+
+@router.get("/parts/{inspection_id}", response_class=HTMLResponse)
+def part(request: Request, inspection_id: InspectionId) -> Response:
+    return _part_page(request, inspection_id)
+
+
+@router.post("/parts/{inspection_id}/review")
+def review(
+    request: Request,
+    inspection_id: InspectionId,
+    decision: Annotated[str, Form(pattern=r"^(defect|good)$")],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    defect_type: Annotated[str, Form(max_length=100)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Record a decision, then go to the next part in the (filtered) queue."""
+    session = current_session(request)
+    if session is None:
+        return login_redirect(request)
+    if not same_token(session.csrf, csrf):
+        return render(request, "error.html", session, status=403,
+                      message="This form expired or did not come from this site. "
+                              "Reload the page and try again.")
+    try:
+        kind = normalise_defect_type(defect_type) if decision == "defect" else None
+    except ValueError as exc:
+        return _part_page(request, inspection_id, 400, str(exc))
+    db = services(request).db
+    saved = store.add_review(db, inspection_id, label=decision,  # type: ignore[arg-type]
+                             reviewer=session.name, defect_type=kind,
+                             note=note.strip() or None)
+    if saved is None:
+        return render(request, "error.html", session, status=404,
+                      message=f"There is no inspection {inspection_id}.")
+    filters = QueueFilters.parse(request.query_params)
+    next_id = reviews.next_in_queue(db, filters.query(), inspection_id)
+    target = f"/ui/parts/{next_id}" if next_id else "/ui/"
+    return RedirectResponse(target + filters.qs(prev=inspection_id), status_code=303)
+
+
+def _artifact(request: Request, inspection_id: str, heatmap: bool) -> Response:
+    session = current_session(request)
+    if session is None:
+        return Response(status_code=401)
+    svc = services(request)
+    row = store.get_inspection(svc.db, inspection_id)
+    key = (row.heatmap_key if heatmap else row.image_key) if row else None
+    path = svc.artifacts.path(key) if key else None
+    if path is None or not path.is_file():
+        return Response(status_code=404)
+    ext = path.suffix.lstrip(".")
+    media = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff"}
+    return FileResponse(path, media_type=media.get(ext, "application/octet-stream"),
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/parts/{inspection_id}/image")
+def image(request: Request, inspection_id: InspectionId) -> Response:
+    return _artifact(request, inspection_id, heatmap=False)
+
+
+@router.get("/parts/{inspection_id}/heatmap")
+def heatmap(request: Request, inspection_id: InspectionId) -> Response:
+    return _artifact(request, inspection_id, heatmap=True)
