@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from inspector import ui
 from inspector.publish.manager import Publishers
 from inspector.server.auth import KeyCache
 from inspector.server.batcher import Admission
@@ -23,7 +24,7 @@ from inspector.server.errors import install_error_handlers
 from inspector.server.limits import BodyLimitMiddleware
 from inspector.server.metrics import Metrics
 from inspector.server.registry import ModelRegistry
-from inspector.server.routes import health, inspect, inspections, models
+from inspector.server.routes import health, inspect, inspections, models, reviews
 from inspector.server.service import InspectionService
 from inspector.settings import Settings, load_settings
 from inspector.store import deployments
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, on_error=count_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        on_reject=count_error)
-    for router in (inspect.router, inspections.router, models.router, health.router):
+    for router in (inspect.router, inspections.router, models.router, health.router,
+                   reviews.router, ui.router):
         app.include_router(router)
     return app
