@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     work_threads: int = Field(default=2, ge=1, le=64)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=50_000_000, ge=1)
+    #: Largest model package upload (POST /v1/models), and the most it may unpack to.
+    max_package_bytes: int = Field(default=2 * 1024**3, ge=1024)
     #: Fraction of passing frames whose image and heatmap are stored (every fail is stored).
     sample_passes: float = Field(default=0.01, ge=0.0, le=1.0)
     retention_days: float = Field(default=30.0, gt=0)
