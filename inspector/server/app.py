@@ -19,13 +19,16 @@ from inspector import ui
 from inspector.publish.manager import Publishers
 from inspector.server.auth import KeyCache
 from inspector.server.batcher import Admission
+from inspector.server.deployer import Deployer
 from inspector.server.deps import Services
 from inspector.server.errors import install_error_handlers
 from inspector.server.limits import BodyLimitMiddleware
 from inspector.server.metrics import Metrics
 from inspector.server.registry import ModelRegistry
 from inspector.server.routes import health, inspect, inspections, models, reviews
+from inspector.server.routes import registry as registry_routes
 from inspector.server.service import InspectionService
+from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings, load_settings
 from inspector.store import deployments
 from inspector.store.artifacts import ArtifactStore
@@ -65,12 +68,15 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     publishers = Publishers(settings, db, on_backlog=metrics.set_backlog)
     service = InspectionService(settings, registry, db, artifacts, metrics,
                                 on_commit=publishers.notify)
+    service.shadow = ShadowRunner(registry, db)
+    deployer = Deployer(settings, registry, db, metrics)
+    deployer.restore()
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every /v1 route is open to anyone who can reach "
                     "%s", settings.host)
     return Services(settings=settings, db=db, artifacts=artifacts, registry=registry,
                     inspections=service, publishers=publishers, metrics=metrics,
-                    keys=KeyCache(db))
+                    keys=KeyCache(db), deployer=deployer)
 
 
 async def _retention_loop(services: Services) -> None:
@@ -106,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
+            if services.deployer is not None:
+                await services.deployer.stop()
             await services.registry.stop()
             await services.inspections.stop()
             await asyncio.to_thread(services.publishers.stop)
@@ -123,8 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app, on_error=count_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       on_reject=count_error)
+                       on_reject=count_error, path_limits={"/v1/models": (
+                           settings.max_package_bytes, "raise max_package_bytes in settings")})
     for router in (inspect.router, inspections.router, models.router, health.router,
-                   reviews.router, ui.router):
+                   reviews.router, ui.router, registry_routes.router):
         app.include_router(router)
     return app

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inspector.publish.manager import Publishers
 from inspector.server.auth import ANONYMOUS_ADMIN, KeyCache, Principal, bearer_token, check_role
+from inspector.server.deployer import Deployer
 from inspector.server.errors import AuthenticationError
 from inspector.server.metrics import Metrics
 from inspector.server.registry import ModelRegistry
@@ -32,6 +33,8 @@ class Services:
     publishers: Publishers
     metrics: Metrics
     keys: KeyCache
+    #: Deploys, promotes, rollbacks and uploads (the model registry, issue 5).
+    deployer: Deployer | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -28,6 +28,12 @@ class NotFoundError(InspectorError):
     status_code = 404
 
 
+class ConflictError(InspectorError):
+    """The request clashes with the current state (a duplicate version, nothing to promote)."""
+
+    status_code = 409
+
+
 class UnsupportedMediaTypeError(InspectorError):
     status_code = 415
 

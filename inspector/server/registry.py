@@ -4,7 +4,8 @@ Packages are found under the models folder (`<name>/<version>/`, `<name>/` or th
 itself). Each is fully verified (card, checksum, I/O contract, a test run); an invalid one is
 refused with one clear log line and the rest serve. Stations map to models by, in order: the
 current deployment in the database, the `stations` setting, `default_model`, and finally the
-only loaded model when there is exactly one.
+only loaded model when there is exactly one (that one keeps answering when more are uploaded).
+A station may also have a shadow model (`shadows`), which judges the same frames on the side.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ def discover_packages(models_dir: Path) -> list[Path]:
     if (models_dir / _CARD).is_file():
         return [models_dir]
     found: list[Path] = []
-    for child in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+    for child in sorted(p for p in models_dir.iterdir() if _visible_dir(p)):
         if (child / _CARD).is_file():
             found.append(child)
             continue
-        found.extend(sorted(g for g in child.iterdir() if g.is_dir() and (g / _CARD).is_file()))
+        found.extend(sorted(g for g in child.iterdir()
+                            if _visible_dir(g) and (g / _CARD).is_file()))
     return found
+
+
+def _visible_dir(p: Path) -> bool:
+    """Hidden folders (the upload staging area `.uploads/`) are never packages."""
+    return p.is_dir() and not p.name.startswith(".")
 
 
 @dataclass
@@ -65,8 +72,14 @@ class ModelRegistry:
         self.models: dict[str, ServedModel] = {}
         self.refused: dict[str, str] = {}
         self.stations: dict[str, str] = {}
+        #: station -> model that judges the same frames without answering (issue 5).
+        self.shadows: dict[str, str] = {}
+        #: The model that answers any station when none is configured: the only one loaded at
+        #: startup (or the first one uploaded into an empty server); uploads never change it.
+        self.implicit_ref: str | None = None
 
-    def _options(self) -> RuntimeOptions:
+    def runtime_options(self) -> RuntimeOptions:
+        """How this server runs every model (providers, threads, batch, spinning)."""
         s = self.settings
         return RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
                               max_batch=max(s.max_batch, 1), allow_spinning=s.ort_spinning)
@@ -75,17 +88,34 @@ class ModelRegistry:
         """Verify and load one package (blocking). The caller starts its batcher on the event
         loop (`served.batcher.start()`) before routing stations to it. Raises InspectorError
         (ModelPackageError) for an invalid package or a name:version already loaded."""
-        detector = Detector.load(path, self._options(), self.settings.max_pixels)
+        detector = Detector.load(path, self.runtime_options(), self.settings.max_pixels)
+        return self.adopt(detector)
+
+    def adopt(self, detector: Detector) -> ServedModel:
+        """Serve an already verified detector (an upload validated in staging); same contract
+        as `load_package`."""
         ref = detector.card.ref
+        path = detector.package.root
         if ref in self.models:
             raise ModelPackageError(
                 f"{path}: {ref} is already loaded from {self.models[ref].detector.package.root}",
                 hint="give the new package another version",
             )
         served = self._serve(ref, detector)
+        if not self.models and not self.settings.stations and self.implicit_ref is None:
+            self.implicit_ref = ref
         self.models[ref] = served
         log.info("serving %s from %s on %s", ref, path, detector.model.provider)
         return served
+
+    async def unload(self, ref: str) -> None:
+        """Stop serving a model. Call only when it is idle and nothing routes to it."""
+        served = self.models.pop(ref, None)
+        if served is None:
+            return
+        await served.batcher.stop()
+        served.executor.shutdown(wait=False)
+        log.info("unloaded %s", ref)
 
     def load_all(self) -> None:
         """Load every package under the models folder; refuse invalid ones with a log line."""
@@ -102,6 +132,8 @@ class ModelRegistry:
                 log.error("refusing model package %s: %s", path, exc)
         self.stations = {st: self.resolve_ref(r) for st, r in s.stations.items()
                          if self._try_resolve(st, r)}
+        only = len(self.models) == 1 and not s.stations
+        self.implicit_ref = next(iter(self.models)) if only else None
 
     def _serve(self, ref: str, detector: Detector) -> ServedModel:
         s = self.settings
@@ -144,8 +176,8 @@ class ModelRegistry:
         ref = self.stations.get(station)
         if ref is None and self.settings.default_model:
             ref = self.resolve_ref(self.settings.default_model)
-        if ref is None and len(self.models) == 1 and not self.settings.stations:
-            ref = next(iter(self.models))
+        if ref is None and not self.settings.stations:
+            ref = self.implicit_ref
         if ref is None or ref not in self.models:
             known = ", ".join(sorted(self.stations)) or "none"
             raise UnknownStationError(

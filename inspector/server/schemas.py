@@ -139,8 +139,8 @@ class ModelsOut(BaseModel):
 class DeployIn(BaseModel):
     #: `name:version` (or `name` when only one version is loaded).
     model: str = Field(min_length=1, max_length=130)
-    #: Shadow deploys arrive with the registry (issue 5).
-    mode: Literal["active"] = "active"
+    #: active answers the station; shadow judges the same frames on the side and only records.
+    mode: Literal["active", "shadow"] = "active"
 
 
 class DeployOut(BaseModel):

@@ -25,6 +25,7 @@ from inspector.server.errors import ServiceUnavailableError
 from inspector.server.metrics import Metrics
 from inspector.server.registry import ModelRegistry, ServedModel
 from inspector.server.schemas import InspectResponse, ModelRef, Timings, links_for
+from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database
@@ -64,11 +65,17 @@ class InspectionService:
         self.committer: MicroBatcher[NewInspection, None] = MicroBatcher(
             "committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=0.0
         )
+        #: Runs stations' shadow models on committed frames (set by the app factory).
+        self.shadow: ShadowRunner | None = None
 
     def start(self) -> None:
         self.committer.start()
+        if self.shadow is not None:
+            self.shadow.start()
 
     async def stop(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.stop()
         await self.committer.stop()
         self.work_pool.shutdown(wait=True)
         self._db_thread.shutdown(wait=True)
@@ -126,6 +133,8 @@ class InspectionService:
                     "the database is unavailable: this verdict was not recorded",
                     hint="resend the frame; check the database connection (see /readyz)",
                 ) from exc
+            if self.shadow is not None:
+                self.shadow.submit(station, data, record)  # schedules only: never waits
         record_ms = (time.perf_counter() - t_rec) * 1000.0
         total_ms = (time.perf_counter() - t0) * 1000.0
         self._observe(station, judgement, prepared, batch.queue_ms, batch.run_ms, record_ms,

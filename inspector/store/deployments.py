@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import desc, select, update
 
 from inspector.store.db import Database
 from inspector.store.models import ModelVersion, StationDeployment, utcnow
@@ -65,3 +65,58 @@ def deploy(db: Database, d: Deployment) -> None:
         s.add(StationDeployment(station=d.station, mode=d.mode, model_name=d.model_name,
                                 model_version=d.model_version, deployed_at=now,
                                 deployed_by=d.deployed_by))
+
+
+def apply(
+    db: Database, station: str, deployed_by: str, changes: dict[str, tuple[str, str] | None]
+) -> None:
+    """Change several modes of one station at once (a promote retires the shadow and replaces
+    the active in one transaction): mode -> (name, version), or None to retire that mode."""
+    now = utcnow()
+    with db.session() as s:
+        for mode, target in changes.items():
+            s.execute(
+                update(StationDeployment)
+                .where(StationDeployment.station == station, StationDeployment.mode == mode,
+                       StationDeployment.retired_at.is_(None))
+                .values(retired_at=now)
+            )
+            if target is not None:
+                s.add(StationDeployment(station=station, mode=mode, model_name=target[0],
+                                        model_version=target[1], deployed_at=now,
+                                        deployed_by=deployed_by))
+
+
+def previous_active(db: Database, station: str) -> tuple[str, str] | None:
+    """The model that was active at `station` before the current one (the rollback target)."""
+    with db.session() as s:
+        rows = s.execute(
+            select(StationDeployment.model_name, StationDeployment.model_version,
+                   StationDeployment.retired_at)
+            .where(StationDeployment.station == station, StationDeployment.mode == "active")
+            .order_by(desc(StationDeployment.id))
+            .limit(50)
+        ).all()
+    current = next(((n, v) for n, v, retired in rows if retired is None), None)
+    for name, version, retired in rows:
+        if retired is not None and (name, version) != current:
+            return name, version
+    return None
+
+
+def model_version_path(db: Database, name: str, version: str) -> str | None:
+    """Where a registered version's package lives (None when it was never registered)."""
+    with db.session() as s:
+        return s.scalar(
+            select(ModelVersion.path).where(ModelVersion.name == name,
+                                            ModelVersion.version == version)
+        )
+
+
+def model_version_sha(db: Database, name: str, version: str) -> str | None:
+    """The checksum recorded for a version (a name:version always means one model)."""
+    with db.session() as s:
+        return s.scalar(
+            select(ModelVersion.onnx_sha256).where(ModelVersion.name == name,
+                                                   ModelVersion.version == version)
+        )

@@ -2,7 +2,8 @@
 
 Tables: inspections (one row per verdict), reviews (QA labels), api_keys (hashed), outbox
 (one row per verdict and destination until delivered), model_versions and
-station_deployments (which package serves which station; the registry builds on these).
+station_deployments (which package serves which station; the registry builds on these),
+shadow_results (what a shadow-deployed model said about a frame the active model judged).
 """
 
 from __future__ import annotations
@@ -170,3 +171,34 @@ class StationDeployment(Base):
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(64))
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ShadowResult(Base):
+    """A shadow model's judgement of a frame, beside the active verdict it never changed."""
+
+    __tablename__ = "shadow_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    station: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The active model's answer (copied from the inspection so reports need no join).
+    active_name: Mapped[str] = mapped_column(String(64))
+    active_version: Mapped[str] = mapped_column(String(64))
+    active_score: Mapped[float] = mapped_column(Float)
+    active_verdict: Mapped[str] = mapped_column(String(8))
+    shadow_name: Mapped[str] = mapped_column(String(64))
+    shadow_version: Mapped[str] = mapped_column(String(64))
+    shadow_score: Mapped[float] = mapped_column(Float)
+    shadow_threshold: Mapped[float] = mapped_column(Float)
+    shadow_verdict: Mapped[str] = mapped_column(String(8))
+    shadow_label: Mapped[str | None] = mapped_column(String(64))
+    #: The shadow model's share of its batch's run time.
+    shadow_ms: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_shadow_results_station_model", "station", "shadow_name", "shadow_version",
+              "created_at"),
+    )

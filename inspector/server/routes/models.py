@@ -1,4 +1,5 @@
-"""GET /v1/models (what is loaded, what was refused) and PUT /v1/stations/{station}/model."""
+"""GET /v1/models (what is loaded, what was refused) and PUT /v1/stations/{station}/model
+(active or shadow; the other registry routes are in `registry.py`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from inspector.server.deps import AdminDep, ReaderDep, ServicesDep
+from inspector.server.routes.registry import deployer_of
 from inspector.server.schemas import DeployIn, DeployOut, ModelOut, ModelsOut
 from inspector.settings import SAFE_NAME
-from inspector.store import deployments
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -30,18 +31,16 @@ def list_models(services: ServicesDep, _principal: ReaderDep) -> ModelsOut:
 
 
 @router.put("/stations/{station}/model", response_model=DeployOut,
-            summary="Make a loaded model answer a station")
-def deploy(
+            summary="Deploy a model to a station, as active or shadow")
+async def deploy(
     services: ServicesDep,
     principal: AdminDep,
     station: Annotated[str, Path(pattern=SAFE_NAME)],
     body: DeployIn,
 ) -> DeployOut:
-    """Switch a station to a loaded model version; takes effect for the next frame."""
-    full = services.registry.resolve_ref(body.model)
-    name, version = full.split(":", 1)
-    deployments.deploy(services.db, deployments.Deployment(
-        station=station, mode=body.mode, model_name=name, model_version=version,
-        deployed_by=principal.name))
-    services.registry.deploy(station, full)
-    return DeployOut(station=station, model=full, mode=body.mode)
+    """Switch a station's active model (frames already admitted finish on the old one, the
+    next ones use the new one), or set its shadow model. A version that is installed but not
+    loaded is loaded first."""
+    state = await deployer_of(services).deploy(station, body.model, body.mode, principal.name)
+    model = state.active if body.mode == "active" else state.shadow
+    return DeployOut(station=station, model=model or body.model, mode=body.mode)

@@ -1,0 +1,282 @@
+"""Deploy, promote, roll back and install uploads without dropping an in-flight request.
+
+Every change runs on the event loop under one lock: the database first (a failed write changes
+nothing), then the in-memory mapping flips in one step. A request picks its model and takes an
+admission slot in a single event-loop step (`InspectionService.inspect`), so after a flip no
+new request reaches the old model while those already admitted finish on it. A model that
+nothing needs any more (no station's active, shadow or rollback target, not the default) is
+unloaded once its admission count reaches zero; the previous active model of each station
+stays loaded, so a rollback is instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from inspector.core.pipeline import Detector
+from inspector.server import uploads
+from inspector.server.errors import (
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UnknownStationError,
+)
+from inspector.server.metrics import Metrics
+from inspector.server.registry import ModelRegistry, ServedModel
+from inspector.settings import Settings
+from inspector.store import deployments
+from inspector.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StationState:
+    """Which models a station uses after a change."""
+
+    station: str
+    active: str | None
+    shadow: str | None
+    #: What `rollback` would return to.
+    previous: str | None
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    name, _, version = ref.partition(":")
+    return name, version
+
+
+class Deployer:
+    """Station deployments and registry changes, serialized and safe under load."""
+
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, db: Database, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.db = db
+        self.metrics = metrics
+        #: station -> the model that was active before the current one (rollback target).
+        self.previous: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._retiring: dict[str, asyncio.Task[None]] = {}
+
+    def restore(self) -> None:
+        """At startup (blocking): shadows and rollback targets from the deployment history."""
+        uploads.clear_stale_uploads(self.settings.models_dir)
+        reg = self.registry
+        for d in deployments.current_deployments(self.db, "shadow"):
+            ref = f"{d.model_name}:{d.model_version}"
+            if ref in reg.models:
+                reg.shadows[d.station] = ref
+            else:
+                log.error("station %s has shadow %s, which is not loaded; no shadow runs there",
+                          d.station, ref)
+        for d in deployments.current_deployments(self.db, "active"):
+            prev = deployments.previous_active(self.db, d.station)
+            if prev is not None:
+                self.previous[d.station] = f"{prev[0]}:{prev[1]}"
+
+    def state(self, station: str) -> StationState:
+        return StationState(station, self.active_ref(station),
+                            self.registry.shadows.get(station), self.previous.get(station))
+
+    def active_ref(self, station: str) -> str | None:
+        """The model answering `station` now (None when no model would)."""
+        try:
+            return self.registry.for_station(station).ref
+        except UnknownStationError:
+            return None
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def check_new(self, name: str, version: str, sha256: str | None = None) -> None:
+        """ConflictError when name:version is loaded, installed, or recorded with another
+        checksum: a version always means one model."""
+        ref = f"{name}:{version}"
+        hint = "give the package a new version in card.json (train into models/NAME/NEW)"
+        if ref in self.registry.models:
+            raise ConflictError(f"{ref} is already loaded", hint=hint)
+        if (self.settings.models_dir / name / version).exists():
+            raise ConflictError(f"{ref} is already installed in the models folder", hint=hint)
+        known = deployments.model_version_sha(self.db, name, version)
+        if known is not None and sha256 is not None and known != sha256:
+            raise ConflictError(f"{ref} was registered before with another checksum", hint=hint)
+
+    async def install(self, staged: uploads.StagedPackage) -> ServedModel:
+        """Move a validated upload into the models folder, record it and start serving it."""
+        card = staged.detector.card
+        async with self._lock:
+            await asyncio.to_thread(self.check_new, card.name, card.version, card.onnx_sha256)
+            try:
+                detector = await asyncio.to_thread(
+                    uploads.install, staged, self.settings.models_dir)
+            except FileExistsError as exc:
+                raise ConflictError(f"{card.ref} is already installed") from exc
+            await asyncio.to_thread(
+                deployments.register_model_version, self.db, name=card.name,
+                version=card.version, kind=card.kind, sha256=card.onnx_sha256,
+                card_json=card.model_dump_json(), path=str(detector.package.root))
+            return self._serve(detector)
+
+    def _serve(self, detector: Detector) -> ServedModel:
+        served = self.registry.adopt(detector)
+        served.batcher.start()
+        self.metrics.track_queue(served.ref, lambda: served.admission.in_flight)
+        return served
+
+    async def _ensure_loaded(self, ref: str) -> str:
+        """The full ref of a loaded model, loading a registered version from disk if needed."""
+        reg = self.registry
+        try:
+            full = reg.resolve_ref(ref)
+        except UnknownStationError as exc:
+            name, version = split_ref(ref)
+            if not version:
+                raise NotFoundError(exc.message, hint="name the version: NAME:VERSION") from exc
+            path = await asyncio.to_thread(deployments.model_version_path, self.db, name, version)
+            folder = self.settings.models_dir / name / version
+            if path is None and not folder.is_dir():
+                raise NotFoundError(f"model {ref} is not installed",
+                                    hint="upload it first with POST /v1/models") from exc
+            detector = await asyncio.to_thread(Detector.load, path or folder,
+                                               reg.runtime_options(), self.settings.max_pixels)
+            full = self._serve(detector).ref
+        task = self._retiring.pop(full, None)
+        if task is not None:
+            task.cancel()
+        return full
+
+    # -- station changes -------------------------------------------------------------------
+
+    async def deploy(self, station: str, ref: str, mode: str, by: str) -> StationState:
+        """Make `ref` the station's active or shadow model."""
+        async with self._lock:
+            full = await self._ensure_loaded(ref)
+            reg = self.registry
+            old_active, old_shadow = self.active_ref(station), reg.shadows.get(station)
+            if mode == "shadow":
+                if full == old_active:
+                    raise ConflictError(f"{full} is already active at {station}",
+                                        hint="shadow-deploy a different version")
+                await self._write(station, by, {"shadow": split_ref(full)})
+                reg.shadows[station] = full
+                self._retire([old_shadow])
+                return self.state(station)
+            changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
+            if old_shadow == full:
+                changes["shadow"] = None
+            await self._write(station, by, changes)
+            self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            return self.state(station)
+
+    async def promote(self, station: str, by: str) -> StationState:
+        """Make the station's shadow model its active one."""
+        async with self._lock:
+            shadow = self.registry.shadows.get(station)
+            if shadow is None:
+                raise ConflictError(f"station {station} has no shadow model to promote",
+                                    hint="deploy one with PUT /v1/stations/{station}/model "
+                                         'and {"mode": "shadow"}')
+            old_active = self.active_ref(station)
+            await self._write(station, by, {"active": split_ref(shadow), "shadow": None})
+            self._switch(station, shadow, old_active, clear_shadow=True)
+            return self.state(station)
+
+    async def rollback(self, station: str, by: str) -> StationState:
+        """Return the station to the model that was active before the current one."""
+        async with self._lock:
+            target = self.previous.get(station)
+            if target is None:
+                raise ConflictError(f"station {station} has no previous model to roll back to",
+                                    hint="deploy a version explicitly with PUT .../model")
+            full = await self._ensure_loaded(target)
+            old_active, old_shadow = self.active_ref(station), self.registry.shadows.get(station)
+            changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
+            if old_shadow == full:
+                changes["shadow"] = None
+            await self._write(station, by, changes)
+            self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            return self.state(station)
+
+    async def stop_shadow(self, station: str, by: str) -> StationState:
+        """Stop the station's shadow model (its results stay for reports)."""
+        async with self._lock:
+            old = self.registry.shadows.get(station)
+            if old is None:
+                raise ConflictError(f"station {station} has no shadow model")
+            await self._write(station, by, {"shadow": None})
+            del self.registry.shadows[station]
+            self._retire([old])
+            return self.state(station)
+
+    async def _write(self, station: str, by: str,
+                     changes: dict[str, tuple[str, str] | None]) -> None:
+        try:
+            await asyncio.to_thread(deployments.apply, self.db, station, by, changes)
+        except SQLAlchemyError as exc:
+            log.error("could not record a deployment change at %s: %s", station, exc)
+            raise ServiceUnavailableError(
+                "the database is unavailable: nothing was changed",
+                hint="retry when /readyz reports the database ok") from exc
+
+    def _switch(self, station: str, new: str, old: str | None, *, clear_shadow: bool) -> None:
+        """Flip the mapping in one event-loop step: new requests go to `new` from here on."""
+        reg = self.registry
+        reg.stations[station] = new
+        if clear_shadow:
+            reg.shadows.pop(station, None)
+        if old is not None and old != new:
+            self.previous[station] = old
+        log.info("station %s: active %s (was %s)", station, new, old)
+        self._retire([old])
+
+    # -- unloading -------------------------------------------------------------------------
+
+    def needed(self) -> set[str]:
+        """Models something still routes to or may return to."""
+        reg = self.registry
+        keep = {*reg.stations.values(), *reg.shadows.values(), *self.previous.values()}
+        if reg.implicit_ref:
+            keep.add(reg.implicit_ref)
+        if self.settings.default_model:
+            with contextlib.suppress(UnknownStationError):
+                keep.add(reg.resolve_ref(self.settings.default_model))
+        return keep
+
+    def _retire(self, refs: list[str | None]) -> None:
+        needed = self.needed()
+        for ref in refs:
+            if ref and ref in self.registry.models and ref not in needed \
+                    and ref not in self._retiring:
+                self._retiring[ref] = asyncio.get_running_loop().create_task(
+                    self._unload_when_idle(ref), name=f"retire-{ref}")
+
+    async def _unload_when_idle(self, ref: str) -> None:
+        try:
+            while ref not in self.needed():
+                served = self.registry.models.get(ref)
+                if served is None:
+                    return
+                if served.admission.in_flight == 0 and served.batcher.depth == 0:
+                    await self.registry.unload(ref)
+                    with contextlib.suppress(KeyError):
+                        self.metrics.queue_depth.remove(ref)
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            if self._retiring.get(ref) is asyncio.current_task():
+                del self._retiring[ref]
+
+    async def stop(self) -> None:
+        """Cancel pending unloads (the registry stops every model at shutdown)."""
+        for task in list(self._retiring.values()):
+            task.cancel()
+        for task in list(self._retiring.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
