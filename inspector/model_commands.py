@@ -22,6 +22,7 @@ from inspector.core.metrics import threshold_best_f1, threshold_for_escape, thre
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions
 from inspector.evaluation import EvalResult, evaluate
+from inspector.export_command import export_cmd
 
 dataset_app = typer.Typer(help="Make and export data sets.", no_args_is_help=True)
 
@@ -247,4 +248,5 @@ def register(app: typer.Typer) -> None:
     app.command("calibrate")(calibrate_cmd)
     app.command("train")(train_cmd)
     dataset_app.command("synth")(synth_cmd)
+    dataset_app.command("export")(export_cmd)
     app.add_typer(dataset_app, name="dataset")
