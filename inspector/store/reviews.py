@@ -52,7 +52,7 @@ class ReviewRow:
     model_version: str
 
 
-def _current_ids() -> Select[tuple[int]]:
+def _current_ids() -> Select[int]:
     return select(func.max(Review.id)).group_by(Review.inspection_id)
 
 
@@ -73,7 +73,7 @@ def list_reviews(db: Database, q: ReviewQuery) -> tuple[list[ReviewRow], int | N
         stmt = stmt.where(Review.id < q.before)
     stmt = stmt.order_by(Review.id.desc()).limit(q.limit + 1)
     with db.session() as s:
-        pairs = list(s.execute(stmt).tuples())
+        pairs = list(s.execute(stmt))
     rows = [
         ReviewRow(r.id, r.inspection_id, r.label, r.defect_type, r.note, r.reviewer,
                   r.created_at, i.station, i.part_id, i.verdict, i.score, i.model_name,
@@ -94,7 +94,7 @@ def defect_types(db: Database, limit: int = 20) -> list[str]:
         .limit(limit)
     )
     with db.session() as s:
-        return [t for t, _ in s.execute(stmt).tuples() if t]
+        return [t for t, _ in s.execute(stmt) if t]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class QueueQuery:
     until: datetime | None = None
 
 
-def _queue_stmt(q: QueueQuery) -> Select[tuple[Inspection]]:
+def _queue_stmt(q: QueueQuery) -> Select[Inspection]:
     # Only parts with a stored frame can be reviewed: every fail, and the sampled passes.
     stmt = select(Inspection).where(Inspection.image_key.is_not(None))
     if q.verdict != "any":

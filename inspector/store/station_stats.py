@@ -66,7 +66,7 @@ def station_stats(db: Database, since: datetime | None = None, until: datetime |
         Inspection.station, Inspection.verdict, Inspection.review_state)
     acc: dict[str, dict[str, Any]] = {}
     with db.session() as s:
-        for name, verdict, state, n, last in s.execute(stmt).tuples():
+        for name, verdict, state, n, last in s.execute(stmt):
             a = acc.setdefault(name, {"passed": 0, "failed": 0, "reviewed_fails": 0,
                                       "overturned": 0, "escapes": 0, "last_seen": None})
             if isinstance(last, str):  # aggregates bypass the column type on SQLite
@@ -121,8 +121,8 @@ def score_grid(db: Database, station: str, since: datetime | None, until: dateti
     """The station's score distribution over the period; None when it has no inspections."""
     base = _period(select().where(Inspection.station == station), since, until)
     with db.session() as s:
-        lo_t, hi_t, lo_s, hi_s, lo_thr, hi_thr = s.execute(base.add_columns(
-            func.min(Inspection.created_at), func.max(Inspection.created_at),
+        total, lo_t, hi_t, lo_s, hi_s, lo_thr, hi_thr = s.execute(base.add_columns(
+            func.count(), func.min(Inspection.created_at), func.max(Inspection.created_at),
             func.min(Inspection.score), func.max(Inspection.score),
             func.min(Inspection.threshold), func.max(Inspection.threshold))).one()
     if lo_t is None:
@@ -130,13 +130,14 @@ def score_grid(db: Database, station: str, since: datetime | None, until: dateti
     first, last = (v if isinstance(v, datetime) else datetime.fromisoformat(v)
                    for v in (lo_t, hi_t))
     first, last = (v.replace(tzinfo=UTC) if v.tzinfo is None else v for v in (first, last))
-    start = since or first
-    end = until or last + timedelta(seconds=1)
-    if (end - start).total_seconds() < 60:
-        end = start + timedelta(seconds=60)
+    start = max(since, first) if since else first  # span the data, not the whole period
+    # Just past the last frame (it must land in the last column), at least a second wide.
+    end = until or last + max((last - start) / 200, timedelta(milliseconds=1))
+    end = max(end, start + timedelta(seconds=1))
     lo, hi = min(lo_s, lo_thr), max(hi_s, hi_thr)
     pad = (hi - lo) * 0.05 or max(abs(hi) * 0.1, 0.05)
     lo, hi = lo - pad, hi + pad
+    time_bins = min(time_bins, max(12, int(total) // 5))  # a few parts per column, even when few
     dialect = db.backend
     t_width = (end - start).total_seconds() / time_bins
     s_width = (hi - lo) / score_bins
@@ -144,14 +145,14 @@ def score_grid(db: Database, station: str, since: datetime | None, until: dateti
     sb = _bucket((Inspection.score - lo) / s_width, dialect).label("sb")
     fail = func.sum(case((Inspection.verdict == "fail", 1), else_=0))
     with db.session() as s:
-        raw_cells = s.execute(base.add_columns(tb, sb, func.count()).group_by(tb, sb)).tuples()
+        raw_cells = s.execute(base.add_columns(tb, sb, func.count()).group_by(tb, sb))
         cells: dict[tuple[int, int], int] = {}
         for t, b, n in raw_cells:
             key = (min(max(int(t), 0), time_bins - 1), min(max(int(b), 0), score_bins - 1))
             cells[key] = cells.get(key, 0) + int(n)
         cols = s.execute(base.add_columns(
             tb, func.count(), fail, cast(func.avg(Inspection.score), Float),
-            func.max(Inspection.threshold)).group_by(tb)).tuples()
+            func.max(Inspection.threshold)).group_by(tb))
         counts, fails = [0] * time_bins, [0] * time_bins
         sums: list[float] = [0.0] * time_bins
         thresholds: list[float | None] = [None] * time_bins
@@ -175,5 +176,5 @@ def models_seen(db: Database, station: str, since: datetime | None = None,
                    .where(Inspection.station == station), since, until)
     stmt = stmt.group_by(Inspection.model_name, Inspection.model_version)
     with db.session() as s:
-        rows = [(m, v, int(n)) for m, v, n in s.execute(stmt).tuples()]
+        rows = [(m, v, int(n)) for m, v, n in s.execute(stmt)]
     return sorted(rows, key=lambda r: -r[2])

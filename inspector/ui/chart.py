@@ -65,10 +65,11 @@ def render_grid(grid: ScoreGrid) -> Markup:
     means = [f"{x(i + 0.5):.1f},{y(m):.1f}" for i, m in enumerate(grid.means) if m is not None]
     if len(means) > 1:
         out.append(f'<polyline class="mean" points="{" ".join(means)}"/>')
+    duration = grid.end - grid.start
+    fmt = ("%H:%M:%S" if duration < timedelta(hours=1) else "%H:%M" if duration < timedelta(days=2)
+           else "%m-%d %H:%M")
     for i in range(0, grid.time_bins + 1, max(grid.time_bins // 6, 1)):
-        t = grid.start + timedelta(seconds=i * grid.bin_seconds)
-        long_span = (grid.end - grid.start) > timedelta(days=2)
-        label = t.strftime("%m-%d %H:%M" if long_span else "%H:%M")
+        label = (grid.start + timedelta(seconds=i * grid.bin_seconds)).strftime(fmt)
         anchor = "start" if i == 0 else "end" if i == grid.time_bins else "middle"
         out.append(f'<line class="axis" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + ph}" '
                    f'y2="{TOP + ph + 4}"/><text class="tick" x="{x(i):.1f}" y="{H - 14}" '

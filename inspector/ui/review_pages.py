@@ -15,7 +15,7 @@ from inspector.server.schemas import DEFECT_TYPE
 from inspector.store import inspections as store
 from inspector.store import reviews
 from inspector.store.db import Database
-from inspector.store.models import Inspection, ModelVersion
+from inspector.store.models import Inspection, ModelVersion, Review
 from inspector.ui.session import same_token
 from inspector.ui.web import (
     PERIODS,
@@ -75,6 +75,11 @@ def score_gauge(score: float, threshold: float) -> dict[str, float]:
     return {"score": clamp(score), "threshold": clamp(threshold)}
 
 
+def _latest_review(db: Database, row: Inspection | None) -> Review | None:
+    history = store.reviews_for(db, row.id) if row else []
+    return history[-1] if history else None
+
+
 @router.get("/", response_class=HTMLResponse)
 def queue(request: Request, page: int = 1) -> Response:
     session = current_session(request)
@@ -90,7 +95,7 @@ def queue(request: Request, page: int = 1) -> Response:
         request, "queue.html", session, rows=rows, total=total, page=min(max(page, 1), pages),
         pages=pages, per_page=PER_PAGE, filters=filters, periods=PERIODS,
         stations=reviews.queue_stations(db), gauge=score_gauge, prev=prev,
-        prev_review=(store.reviews_for(db, prev.id) or [None])[-1] if prev else None,
+        prev_review=_latest_review(db, prev),
     )
 
 
@@ -114,7 +119,7 @@ def _part_page(request: Request, inspection_id: str, status: int = 200,
         next_id=reviews.next_in_queue(db, query, row.id),
         in_queue=reviews.queue_page(db, query, 1, 1)[1], choices=defect_choices(db, row),
         gauge=score_gauge(row.score, row.threshold), history=history, prev=prev,
-        prev_review=(store.reviews_for(db, prev.id) or [None])[-1] if prev else None,
+        prev_review=_latest_review(db, prev),
         current_type=history[-1].defect_type if history else None,
     )
 
@@ -131,9 +136,11 @@ def review(
     decision: Annotated[str, Form(pattern=r"^(defect|good)$")],
     csrf: Annotated[str, Form(max_length=200)] = "",
     defect_type: Annotated[str, Form(max_length=100)] = "",
+    new_type: Annotated[str, Form(max_length=100)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Record a decision, then go to the next part in the (filtered) queue."""
+    """Record a decision, then go to the next part in the (filtered) queue. A typed
+    `new_type` wins over the picked `defect_type`."""
     session = current_session(request)
     if session is None:
         return login_redirect(request)
@@ -142,7 +149,7 @@ def review(
                       message="This form expired or did not come from this site. "
                               "Reload the page and try again.")
     try:
-        kind = normalise_defect_type(defect_type) if decision == "defect" else None
+        kind = normalise_defect_type(new_type or defect_type) if decision == "defect" else None
     except ValueError as exc:
         return _part_page(request, inspection_id, 400, str(exc))
     db = services(request).db

@@ -62,7 +62,14 @@ def fmt_pct(v: float | None, digits: int = 1) -> str:
     return "–" if v is None else f"{v * 100:.{digits}f}%"
 
 
-templates.env.filters.update(when=fmt_time, ago=fmt_ago, pct=fmt_pct)
+def fmt_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 1.5 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+templates.env.filters.update(when=fmt_time, ago=fmt_ago, pct=fmt_pct, duration=fmt_duration)
 templates.env.globals["static_version"] = str(int(time.time()))
 
 
