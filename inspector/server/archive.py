@@ -94,16 +94,22 @@ class _Budget:
             )
 
 
-def _copy(src: IO[bytes], dest_root: Path, rel: PurePosixPath, budget: _Budget) -> None:
+def _copy(src: IO[bytes], dest_root: Path, rel: PurePosixPath, budget: _Budget,
+          expected: int) -> None:
     target = dest_root.joinpath(*rel.parts)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.parent.resolve().is_relative_to(dest_root):
         raise ArchiveError(f"unsafe path in archive: {str(rel)!r}")
+    written = 0
     with target.open("xb") as out:
         while block := src.read(_CHUNK):
             budget.grow(len(block))
             budget.bytes += len(block)
+            written += len(block)
             out.write(block)
+    if written != expected:
+        raise ArchiveError(f"archive member {str(rel)!r} is truncated "
+                           f"({written} of {expected} bytes)", hint="re-create the archive")
     target.chmod(0o644)
 
 
@@ -111,8 +117,8 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             rel = safe_member_path(info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when made without Unix modes
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise ArchiveError(f"archive member {info.filename!r} is not a regular file",
                                    hint="links and special files are not accepted")
             if info.flag_bits & 0x1:
@@ -122,7 +128,7 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
                 dest.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
                 continue
             with zf.open(info) as src:
-                _copy(src, dest, rel, budget)
+                _copy(src, dest, rel, budget, info.file_size)
 
 
 def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -141,7 +147,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
             src = tf.extractfile(member)
             if src is None:
                 raise ArchiveError(f"archive member {member.name!r} cannot be read")
-            _copy(src, dest, rel, budget)
+            _copy(src, dest, rel, budget, member.size)
 
 
 def extract(archive: Path, dest: Path, limits: Limits) -> int:

@@ -157,6 +157,7 @@ class Deployer:
     async def deploy(self, station: str, ref: str, mode: str, by: str) -> StationState:
         """Make `ref` the station's active or shadow model."""
         async with self._lock:
+            before = self.needed()
             full = await self._ensure_loaded(ref)
             reg = self.registry
             old_active, old_shadow = self.active_ref(station), reg.shadows.get(station)
@@ -166,13 +167,13 @@ class Deployer:
                                         hint="shadow-deploy a different version")
                 await self._write(station, by, {"shadow": split_ref(full)})
                 reg.shadows[station] = full
-                self._retire([old_shadow])
-                return self.state(station)
-            changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
-            if old_shadow == full:
-                changes["shadow"] = None
-            await self._write(station, by, changes)
-            self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            else:
+                changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
+                if old_shadow == full:
+                    changes["shadow"] = None
+                await self._write(station, by, changes)
+                self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            self._retire(before)
             return self.state(station)
 
     async def promote(self, station: str, by: str) -> StationState:
@@ -183,9 +184,10 @@ class Deployer:
                 raise ConflictError(f"station {station} has no shadow model to promote",
                                     hint="deploy one with PUT /v1/stations/{station}/model "
                                          'and {"mode": "shadow"}')
-            old_active = self.active_ref(station)
+            before, old_active = self.needed(), self.active_ref(station)
             await self._write(station, by, {"active": split_ref(shadow), "shadow": None})
             self._switch(station, shadow, old_active, clear_shadow=True)
+            self._retire(before)
             return self.state(station)
 
     async def rollback(self, station: str, by: str) -> StationState:
@@ -195,6 +197,7 @@ class Deployer:
             if target is None:
                 raise ConflictError(f"station {station} has no previous model to roll back to",
                                     hint="deploy a version explicitly with PUT .../model")
+            before = self.needed()
             full = await self._ensure_loaded(target)
             old_active, old_shadow = self.active_ref(station), self.registry.shadows.get(station)
             changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
@@ -202,17 +205,18 @@ class Deployer:
                 changes["shadow"] = None
             await self._write(station, by, changes)
             self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            self._retire(before)
             return self.state(station)
 
     async def stop_shadow(self, station: str, by: str) -> StationState:
         """Stop the station's shadow model (its results stay for reports)."""
         async with self._lock:
-            old = self.registry.shadows.get(station)
-            if old is None:
+            if station not in self.registry.shadows:
                 raise ConflictError(f"station {station} has no shadow model")
+            before = self.needed()
             await self._write(station, by, {"shadow": None})
             del self.registry.shadows[station]
-            self._retire([old])
+            self._retire(before)
             return self.state(station)
 
     async def _write(self, station: str, by: str,
@@ -234,7 +238,6 @@ class Deployer:
         if old is not None and old != new:
             self.previous[station] = old
         log.info("station %s: active %s (was %s)", station, new, old)
-        self._retire([old])
 
     # -- unloading -------------------------------------------------------------------------
 
@@ -249,11 +252,10 @@ class Deployer:
                 keep.add(reg.resolve_ref(self.settings.default_model))
         return keep
 
-    def _retire(self, refs: list[str | None]) -> None:
-        needed = self.needed()
-        for ref in refs:
-            if ref and ref in self.registry.models and ref not in needed \
-                    and ref not in self._retiring:
+    def _retire(self, needed_before: set[str]) -> None:
+        """Unload, once idle, what was needed before a change and is not any more."""
+        for ref in needed_before - self.needed():
+            if ref in self.registry.models and ref not in self._retiring:
                 self._retiring[ref] = asyncio.get_running_loop().create_task(
                     self._unload_when_idle(ref), name=f"retire-{ref}")
 
