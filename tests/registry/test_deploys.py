@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,11 @@ pytestmark = pytest.mark.slow
 LEVELS = [0, 100, 140, 180, 220, 250]
 
 
-def report(reg: RegServer, station: str, role: str = "reviewer") -> dict:  # type: ignore[type-arg]
+def report(reg: RegServer, station: str, role: str = "reviewer") -> dict[str, Any]:
     r = reg.call("GET", f"/v1/stations/{station}/shadow-report", role=role)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    result: dict[str, Any] = r.json()
+    return result
 
 
 def test_shadow_leaves_answers_unchanged_and_the_report_adds_up(

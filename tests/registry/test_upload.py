@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+import httpx
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -18,15 +20,12 @@ from tests.registry.packing import file_info, link_info, tar_gz, tar_with, zip_o
 pytestmark = pytest.mark.slow
 
 
-def assert_error(r: object, status: int, *needles: str) -> dict[str, str]:
-    import httpx
-
-    assert isinstance(r, httpx.Response)
+def assert_error(r: httpx.Response, status: int, *needles: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
-    err = r.json()["error"]
+    err: dict[str, Any] = r.json()["error"]
     for needle in needles:
         assert needle in err["message"] + (err["hint"] or ""), err
-    return err  # type: ignore[no-any-return]
+    return err
 
 
 def nothing_left(reg: RegServer, name: str, version: str) -> None:
@@ -157,8 +156,6 @@ def test_only_admins_upload(reg: RegServer, pkg_root: Path) -> None:
     data = tar_gz(make_package(pkg_root, name="roles"))
     assert reg.upload(data, role="camera").status_code == 403
     assert reg.upload(data, role="reviewer").status_code == 403
-    import httpx
-
     r = httpx.post(f"{reg.url}/v1/models", content=data,
                    headers={"Content-Type": "application/gzip"})
     assert r.status_code == 401
