@@ -104,6 +104,26 @@ class ScoreGrid:
     def bin_seconds(self) -> float:
         return (self.end - self.start).total_seconds() / self.time_bins
 
+    def medians(self) -> list[float | None]:
+        """Per time bin, the median score, interpolated within its score bin (robust to the
+        few defects that pull a mean up: the line to watch for drift)."""
+        width = (self.score_hi - self.score_lo) / self.score_bins
+        columns: list[list[int]] = [[0] * self.score_bins for _ in range(self.time_bins)]
+        for t, b, n in self.cells:
+            columns[t][b] += n
+        out: list[float | None] = []
+        for col in columns:
+            half, seen = sum(col) / 2, 0
+            if not half:
+                out.append(None)
+                continue
+            for b, n in enumerate(col):
+                if n and seen + n >= half:
+                    out.append(self.score_lo + (b + (half - seen) / n) * width)
+                    break
+                seen += n
+        return out
+
 
 def _epoch(dialect: str) -> Any:
     if dialect == "postgresql":

@@ -1,7 +1,7 @@
 """The station page's drift chart: the score distribution over time as an inline SVG.
 
 Columns are time bins, rows score bins; a cell's opacity grows with the log of its count,
-blue below the threshold in force and red at or above it. The mean score is a dark line and
+blue below the threshold in force and red at or above it. The median score is a dark line and
 the threshold a dashed amber step line, so a distribution creeping towards the threshold
 shows at a glance.
 """
@@ -62,14 +62,19 @@ def render_grid(grid: ScoreGrid) -> Markup:
                    f'width="{cw + 0.3:.1f}" height="{ch + 0.3:.1f}" fill-opacity="{alpha:.2f}">'
                    f'<title>{n} part(s), score ≈ {_fmt_score(centre)}</title></rect>')
     out.append(_step_path(grid.thresholds, x, y, "threshold"))
-    means = [f"{x(i + 0.5):.1f},{y(m):.1f}" for i, m in enumerate(grid.means) if m is not None]
-    if len(means) > 1:
-        out.append(f'<polyline class="mean" points="{" ".join(means)}"/>')
+    medians = [f"{x(i + 0.5):.1f},{y(m):.1f}" for i, m in enumerate(grid.medians())
+               if m is not None]
+    if len(medians) > 1:
+        out.append(f'<polyline class="median" points="{" ".join(medians)}"/>')
     duration = grid.end - grid.start
     fmt = ("%H:%M:%S" if duration < timedelta(hours=1) else "%H:%M" if duration < timedelta(days=2)
            else "%m-%d %H:%M")
+    last_label = ""
     for i in range(0, grid.time_bins + 1, max(grid.time_bins // 6, 1)):
         label = (grid.start + timedelta(seconds=i * grid.bin_seconds)).strftime(fmt)
+        if label == last_label:
+            continue
+        last_label = label
         anchor = "start" if i == 0 else "end" if i == grid.time_bins else "middle"
         out.append(f'<line class="axis" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP + ph}" '
                    f'y2="{TOP + ph + 4}"/><text class="tick" x="{x(i):.1f}" y="{H - 14}" '
