@@ -112,7 +112,7 @@ def _read_or_create(path: Path) -> bytes:
 def key_still_valid(db: Database, session: UiSession) -> bool:
     """True while the session's API key exists, is not revoked and keeps a review role."""
     if session.key_prefix is None:
-        return True
+        return False
     with db.session() as s:
         row = s.scalar(select(ApiKey).where(ApiKey.prefix == session.key_prefix))
         return (row is not None and row.revoked_at is None and row.role in UI_ROLES

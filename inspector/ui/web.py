@@ -91,7 +91,10 @@ def current_session(request: Request) -> UiSession | None:
     session = signer(request).loads(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
-    return session if key_still_valid(get_services(request).db, session) else None
+    svc = get_services(request)
+    if session.key_prefix is None:  # signed in while auth was off: not once it is back on
+        return None if svc.settings.auth_enabled else session
+    return session if key_still_valid(svc.db, session) else None
 
 
 def anonymous_session() -> UiSession:
