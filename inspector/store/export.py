@@ -99,7 +99,7 @@ def _reviewed(db: Database, q: ExportQuery) -> list[tuple[Inspection, Review]]:
             .join(latest, latest.c.rid == Review.id)
             .where(*_window(q)).order_by(Inspection.id))
     with db.session() as s:
-        return [(i, r) for i, r in s.execute(stmt).tuples()]
+        return [(i, r) for i, r in s.execute(stmt)]
 
 
 def _window(q: ExportQuery) -> list[ColumnElement[bool]]:
