@@ -221,8 +221,10 @@ class Deployer:
 
     async def _write(self, station: str, by: str,
                      changes: dict[str, tuple[str, str] | None]) -> None:
+        old = self.active_ref(station)
         try:
-            await asyncio.to_thread(deployments.apply, self.db, station, by, changes)
+            await asyncio.to_thread(deployments.apply, self.db, station, by, changes,
+                                    split_ref(old) if old else None)
         except SQLAlchemyError as exc:
             log.error("could not record a deployment change at %s: %s", station, exc)
             raise ServiceUnavailableError(

@@ -68,12 +68,29 @@ def deploy(db: Database, d: Deployment) -> None:
 
 
 def apply(
-    db: Database, station: str, deployed_by: str, changes: dict[str, tuple[str, str] | None]
+    db: Database,
+    station: str,
+    deployed_by: str,
+    changes: dict[str, tuple[str, str] | None],
+    configured_active: tuple[str, str] | None = None,
 ) -> None:
     """Change several modes of one station at once (a promote retires the shadow and replaces
-    the active in one transaction): mode -> (name, version), or None to retire that mode."""
+    the active in one transaction): mode -> (name, version), or None to retire that mode.
+
+    `configured_active` is the model that answered the station from settings (no deployment
+    row); when the active changes it is written to the history as retired, so rollback after
+    a restart knows it."""
     now = utcnow()
     with db.session() as s:
+        if configured_active is not None and "active" in changes:
+            current = s.scalar(select(StationDeployment.id).where(
+                StationDeployment.station == station, StationDeployment.mode == "active",
+                StationDeployment.retired_at.is_(None)))
+            if current is None:
+                s.add(StationDeployment(station=station, mode="active",
+                                        model_name=configured_active[0],
+                                        model_version=configured_active[1], deployed_at=now,
+                                        deployed_by="settings", retired_at=now))
         for mode, target in changes.items():
             s.execute(
                 update(StationDeployment)

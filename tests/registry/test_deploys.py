@@ -79,9 +79,11 @@ def test_shadow_leaves_answers_unchanged_and_the_report_adds_up(
     rolled = reg.call("POST", "/v1/stations/s1/rollback").json()
     assert rolled == {"station": "s1", "active": "tiny:1", "shadow": None, "previous": "tiny:8"}
     assert reg.inspect("s1", frame(140)).json()["model"]["version"] == "1"
-    history = reg.query("SELECT mode, model_version, retired_at IS NULL FROM "
+    history = reg.query("SELECT mode, model_version, deployed_by, retired_at IS NULL FROM "
                         "station_deployments WHERE station = 's1' ORDER BY id")
-    assert history == [("shadow", "8", 0), ("active", "8", 0), ("active", "1", 1)]
+    assert history == [("shadow", "8", "test-admin", 0),
+                       ("active", "1", "settings", 0),  # what answered before, from settings
+                       ("active", "8", "test-admin", 0), ("active", "1", "test-admin", 1)]
     # The old report stays readable after the shadow is gone.
     assert report(reg, "s1")["n"] == len(frames)
 
@@ -119,3 +121,30 @@ def test_stop_shadow(reg: RegServer, pkg_root: Path) -> None:
     # ... and comes back from the models folder when deployed again.
     assert reg.deploy("s3", "other:1", "shadow").status_code == 200
     assert "other:1" in reg.loaded()
+
+
+def test_deployments_survive_a_restart(tmp_path: Path) -> None:
+    from tests.registry.conftest import start_server
+
+    root = tmp_path / "srv"
+    server = start_server(root, {"s1": "tiny:1"})
+    try:
+        for version in ("2", "3"):
+            pkg = make_package(tmp_path / "build", version=version)
+            assert server.upload(tar_gz(pkg)).status_code == 201
+        assert server.deploy("s1", "tiny:2", "shadow").status_code == 200
+        assert server.call("POST", "/v1/stations/s1/promote").status_code == 200
+        assert server.deploy("s1", "tiny:3", "shadow").status_code == 200
+    finally:
+        server.process.stop()
+    again = start_server(root, {"s1": "tiny:1"})
+    try:
+        state = again.call("GET", "/v1/stations/s1/model").json()
+        assert state == {"station": "s1", "active": "tiny:2", "shadow": "tiny:3",
+                         "previous": "tiny:1"}
+        assert again.inspect("s1", frame(120)).json()["model"]["version"] == "2"
+        wait_for(lambda: again.call("GET", "/v1/stations/s1/shadow-report").json()["n"] == 1,
+                 what="the restored shadow to run")
+        assert again.call("POST", "/v1/stations/s1/rollback").json()["active"] == "tiny:1"
+    finally:
+        again.process.stop()
