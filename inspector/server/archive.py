@@ -9,6 +9,7 @@ lying header stops at the limit. Files are created exclusively under the target 
 
 from __future__ import annotations
 
+import errno
 import shutil
 import stat
 import tarfile
@@ -28,6 +29,21 @@ class ArchiveError(InspectorError):
     """An archive that is corrupt or unsafe to unpack."""
 
     status_code = 400
+
+
+class StorageError(InspectorError):
+    """The server cannot write to its models folder (full, read-only, no permission)."""
+
+    status_code = 507
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(exc: OSError, where: Path) -> StorageError:
+    return StorageError(f"cannot write to {where}: {exc.strerror}",
+                        hint="free space on, or give the server write access to, its models "
+                             "folder (models_dir)")
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,8 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
             _extract_tar(archive, dest, budget)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            raise storage_error(exc, dest) from exc
         if isinstance(exc, FileExistsError):
             raise ArchiveError(f"archive writes one path twice: {exc.filename}") from exc
         raise ArchiveError(f"the archive cannot be read: {exc}",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core.pipeline import Detector
 from inspector.server import uploads
+from inspector.server.archive import storage_error
 from inspector.server.errors import (
     ConflictError,
     NotFoundError,
@@ -118,6 +119,8 @@ class Deployer:
                     uploads.install, staged, self.settings.models_dir)
             except FileExistsError as exc:
                 raise ConflictError(f"{card.ref} is already installed") from exc
+            except OSError as exc:
+                raise storage_error(exc, self.settings.models_dir) from exc
             await asyncio.to_thread(
                 deployments.register_model_version, self.db, name=card.name,
                 version=card.version, kind=card.kind, sha256=card.onnx_sha256,

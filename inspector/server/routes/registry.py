@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.datastructures import UploadFile
 
 from inspector.server import uploads
-from inspector.server.archive import Limits
+from inspector.server.archive import Limits, storage_error
 from inspector.server.deployer import Deployer
 from inspector.server.deps import AdminDep, ReaderDep, Services, ServicesDep
 from inspector.server.errors import (
@@ -93,7 +93,10 @@ async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep
     """
     deployer = deployer_of(services)
     s = services.settings
-    work = await asyncio.to_thread(uploads.new_workdir, s.models_dir)
+    try:
+        work = await asyncio.to_thread(uploads.new_workdir, s.models_dir)
+    except OSError as exc:
+        raise storage_error(exc, s.models_dir) from exc
     try:
         archive = work / "upload.bin"
         await _save_body(request, archive, s.max_package_bytes)
