@@ -35,7 +35,7 @@ def test_synth_writes_mvtec_layout_with_masks(synth_data: Path) -> None:
 def test_synth_defect_masks_cover_the_painted_pixels() -> None:
     rng = np.random.default_rng(5)
     for kind in DEFECT_TYPES:
-        img, mask = make_defect(rng, 96, kind)
+        _, mask = make_defect(rng, 96, kind)
         assert mask.any(), kind
         assert set(np.unique(mask)) <= {0, 255}
 
