@@ -24,8 +24,8 @@ class CoresetConfig:
     number of training images.
     """
 
-    fraction: float = 0.01
-    max_size: int = 8000
+    fraction: float = 0.1
+    max_size: int = 16000
     min_size: int = 256
     proj_dim: int = 64
     max_candidates: int = 200_000
@@ -50,6 +50,14 @@ def bank_size(n_patches: int, cfg: CoresetConfig) -> int:
     return int(min(n_patches, max(cfg.min_size, min(cfg.max_size, size))))
 
 
+@dataclass(frozen=True)
+class FittedPatchCore:
+    """The model, and for every memory-bank entry the training image it came from."""
+
+    model: PatchCore
+    bank_source: torch.Tensor
+
+
 def fit_patchcore(
     backbone: Backbone,
     good_images: np.ndarray,
@@ -57,7 +65,7 @@ def fit_patchcore(
     coreset: CoresetConfig,
     seed: int = 0,
     batch_size: int = 16,
-) -> PatchCore:
+) -> FittedPatchCore:
     """Build a PatchCore model whose memory bank is a coreset of the good images' patches."""
     if len(good_images) == 0:
         raise ValueError("PatchCore needs at least one good image to fit")
@@ -72,6 +80,34 @@ def fit_patchcore(
         proj_dim=coreset.proj_dim,
         max_candidates=coreset.max_candidates,
     )
-    bank = patches[torch.from_numpy(index)].clone()
+    chosen = torch.from_numpy(index)
+    bank = patches[chosen].clone()
+    per_image = len(patches) // len(good_images)
     h, w = good_images.shape[1:3]
-    return PatchCore(features, bank, (h, w), config).eval()
+    model = PatchCore(features, bank, (h, w), config).eval()
+    return FittedPatchCore(model, chosen // per_image)
+
+
+@torch.no_grad()
+def leave_one_out(
+    fitted: FittedPatchCore, good_images: np.ndarray, batch_size: int = 8, map_stride: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the training images, each against the bank without its own patches.
+
+    A training image's patches are in the bank, so its plain score is near zero; hiding them
+    gives the score it would get as a new image of the same kind, which makes every training
+    image usable for threshold calibration. Returns (scores [N], maps subsampled by
+    `map_stride` for the heatmap scale).
+    """
+    model = fitted.model
+    scores, maps = [], []
+    with task("leave-one-out scores", len(good_images)) as bar:
+        for part in batches(len(good_images), batch_size):
+            ids = torch.arange(part.start, part.stop)
+            exclude = fitted.bank_source.view(1, -1) == ids.view(-1, 1)
+            d = model.patch_distances(torch.from_numpy(good_images[part]), exclude)
+            score, amap = model.map_and_score(d)
+            scores.append(score.numpy())
+            maps.append(amap[:, ::map_stride, ::map_stride].numpy())
+            bar.advance(part.stop - part.start)
+    return np.concatenate(scores), np.concatenate(maps)

@@ -33,12 +33,14 @@ class ClassifierConfig:
     #: Stop after this many epochs without a lower validation loss.
     patience: int = 3
     batch_size: int = 16
-    #: Images drawn (class-balanced, with replacement) per epoch; 0 = the training set size.
-    samples_per_epoch: int = 0
+    #: Images drawn (class-balanced, with replacement) per epoch (0 = the training set size):
+    #: a fixed number keeps epochs short on a CPU whatever the data set size.
+    samples_per_epoch: int = 512
     lr: float = 5e-4
     weight_decay: float = 1e-4
-    #: Stages (from the input) kept frozen.
-    frozen_stages: int = 4
+    #: Stages whose output stride is at most this stay frozen (Lite0: stem and blocks 0-4;
+    #: ResNet: stem, layer1, layer2): cheaper backward passes, and early filters transfer.
+    frozen_stride: int = 8
     dropout: float = 0.2
     augment: bool = True
     #: Wall-clock budget; training stops after the epoch that passes it.
@@ -73,10 +75,10 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return ((x - mean) * gain + mean + bias).clamp(0.0, 255.0)
 
 
-def _freeze(model: DefectClassifier, backbone: Backbone, frozen_stages: int) -> None:
-    for i, stage in enumerate(backbone.stages):
+def _freeze(backbone: Backbone, frozen_stride: int) -> None:
+    for stride, stage in zip(backbone.strides, backbone.stages, strict=True):
         for p in stage.parameters():
-            p.requires_grad_(i >= frozen_stages)
+            p.requires_grad_(stride > frozen_stride)
 
 
 def _bn_eval(model: nn.Module) -> None:
@@ -124,7 +126,7 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     h, w = train.pixels.shape[1:3]
     model = DefectClassifier(backbone, len(labels), (h, w), config.dropout)
-    _freeze(model, backbone, config.frozen_stages)
+    _freeze(backbone, config.frozen_stride)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = config.samples_per_epoch or len(train)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from training.anomaly import CoresetConfig
 from training.backbones import DEFAULT_BACKBONE
@@ -26,20 +27,21 @@ def train_command(
     backbone: str | None = None,
     seed: int = 0,
     image_size: int = 224,
+    aspect: Literal["auto", "square"] = "auto",
     resize: Resize = "stretch",
     color: Color = "auto",
     layers: Sequence[int] | None = None,
     pool: int = 3,
-    coreset: float = 0.01,
-    coreset_max: int = 8000,
+    coreset: float = 0.1,
+    coreset_max: int = 16000,
     sigma: float = 4.0,
-    score_top: float = 0.01,
+    score_top: float = 0.1,
     epochs: int = 12,
     patience: int = 3,
     lr: float = 5e-4,
     max_minutes: float = 20.0,
     defect_split: Sequence[float] = (0.5, 0.15, 0.35),
-    val_fraction: float = 0.1,
+    val_fraction: float | None = None,
     target_frr: float = 0.01,
     target_escape: float | None = None,
     batch_size: int = 16,
@@ -52,8 +54,11 @@ def train_command(
     backbone: None/`effnet_lite0` (offline default), or a torchvision name: `resnet18`,
       `resnet50`, `wide_resnet50_2`, `efficientnet_b0`..`b7`; `name@WEIGHTS` picks a weight
       enum member, e.g. `wide_resnet50_2@IMAGENET1K_V1`.
-    image_size, resize, color: the square model input, how frames are fitted to it (stretch,
-      letterbox, center_crop) and gray handling ("auto" looks at the training images).
+    image_size, aspect: the model input is image_size x image_size, or with aspect="auto" and
+      training images whose median aspect ratio is beyond 4:3, an oblong input of the same
+      area with that aspect (sides multiples of 32), so fixed-camera frames are not squashed.
+    resize, color: how frames are fitted to the input (stretch, letterbox, center_crop) and
+      gray handling ("auto": gray when the training images are).
     layers: backbone stages to tap (default: the backbone's own choice).
     pool: local-aware average pooling of patch features (3 = 3x3, 1 = off).
     coreset, coreset_max: memory bank = `coreset` of all training patches, at most
@@ -63,7 +68,9 @@ def train_command(
     epochs, patience, lr, max_minutes: classifier fine-tuning.
     defect_split: MVTec layout + classifier: per-type share of test/<defect> images for
       (train, val, test); test goods stay in test.
-    val_fraction: share of train/good held out to calibrate the threshold (MVTec layout).
+    val_fraction: share of train/good held out (MVTec layout). Default: none for the anomaly
+      model, whose threshold comes from leave-one-out scores of all training goods; 0.1 for
+      the classifier (early stopping needs validation goods).
     target_frr / target_escape: threshold calibration targets on validation.
     """
     split = tuple(float(v) for v in defect_split)
@@ -74,8 +81,8 @@ def train_command(
         backbone=backbone or DEFAULT_BACKBONE,
         layers=tuple(int(v) for v in layers) if layers else None,
         seed=seed,
-        width=image_size,
-        height=image_size,
+        image_size=image_size,
+        aspect=aspect,
         resize=resize,
         color=color,
         patchcore=PatchCoreConfig(pool=pool, sigma=sigma, score_top_fraction=score_top),

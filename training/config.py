@@ -21,8 +21,10 @@ Color = Literal["auto", "rgb", "gray"]
 @dataclass(frozen=True)
 class SplitConfig:
     #: Share of train/good held out for calibration (MVTec layout; labeled folders are split
-    #: by inspector.core.datasets.scan, the split `inspector evaluate` uses too).
-    val_fraction: float = 0.1
+    #: by inspector.core.datasets.scan, the split `inspector evaluate` uses too). None: 0 for
+    #: the anomaly model, which calibrates on leave-one-out scores of all training goods
+    #: instead, and 0.1 for the classifier, which needs validation goods for early stopping.
+    val_fraction: float | None = None
     #: Classifier on the MVTec layout: how test/<defect> images are shared between
     #: (train, val, test), per defect type. Test goods stay in test.
     classifier_defect_split: tuple[float, float, float] = (0.5, 0.15, 0.35)
@@ -35,8 +37,12 @@ class TrainConfig:
     #: Backbone stages to tap (None = the backbone's default taps).
     layers: tuple[int, ...] | None = None
     seed: int = 0
-    width: int = 224
-    height: int = 224
+    #: Side of the square model input, or with `aspect="auto"` the side of a square of the
+    #: same area as the (possibly oblong) input.
+    image_size: int = 224
+    #: "auto": oblong input matching the training images' median aspect ratio when it is
+    #: outside [3/4, 4/3] (fixed-camera lines: no distortion, no wasted border); "square".
+    aspect: Literal["auto", "square"] = "auto"
     resize: Resize = "stretch"
     color: Color = "auto"
     patchcore: PatchCoreConfig = field(default_factory=PatchCoreConfig)
@@ -62,13 +68,20 @@ class TrainConfig:
             params.pop("patchcore")
             params.pop("coreset")
         params["split"]["seed"] = self.seed
+        params["split"]["val_fraction"] = self.resolved_val_fraction
         return params
+
+    @property
+    def resolved_val_fraction(self) -> float:
+        if self.split.val_fraction is not None:
+            return self.split.val_fraction
+        return 0.0 if self.kind == "anomaly" else 0.1
 
     def split_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `training.datasets.load_splits`."""
         return {
             "seed": self.seed,
-            "val_fraction": self.split.val_fraction,
+            "val_fraction": self.resolved_val_fraction,
             "classifier_defect_split": (
                 self.split.classifier_defect_split if self.kind == "classifier" else None
             ),

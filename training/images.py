@@ -15,7 +15,7 @@ import numpy as np
 
 from inspector.core.card import InputSpec
 from inspector.core.errors import DatasetError, ImageDecodeError
-from inspector.core.images import decode
+from inspector.core.images import decode, probe
 from inspector.core.preprocess import prepare
 from training.datasets import Sample
 from training.progress import track
@@ -37,6 +37,30 @@ class LoadedImages:
     @property
     def is_defect(self) -> np.ndarray:
         return np.array([s.is_defect for s in self.samples], dtype=bool)
+
+
+def median_aspect(samples: Sequence[Sample], limit: int = 200) -> float:
+    """Median width / height of up to `limit` images, read from their headers only."""
+    ratios = []
+    for sample in samples[:limit]:
+        try:
+            header = probe(sample.path.read_bytes())
+        except (OSError, ImageDecodeError):
+            continue
+        ratios.append(header.width / header.height)
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def input_size(image_size: int, aspect: float, multiple: int = 32) -> tuple[int, int]:
+    """(width, height) of about image_size^2 pixels with the given aspect ratio, each side a
+    multiple of `multiple` (the backbone's coarsest stride): square unless the aspect is
+    outside [3/4, 4/3]."""
+    if 0.75 <= aspect <= 4 / 3:
+        return image_size, image_size
+    area = float(image_size * image_size)
+    width = max(multiple, round((area * aspect) ** 0.5 / multiple) * multiple)
+    height = max(multiple, round((area / aspect) ** 0.5 / multiple) * multiple)
+    return int(width), int(height)
 
 
 def read_model_input(sample: Sample, spec: InputSpec) -> np.ndarray:

@@ -30,7 +30,9 @@ class PatchCoreConfig:
     #: Gaussian smoothing of the upsampled map, in input pixels (0 = off).
     sigma: float = 4.0
     #: Image score: mean of the top `score_top_fraction` of map pixels (0 = the maximum).
-    score_top_fraction: float = 0.01
+    #: 10% measured best on every data set here (MTD, battery welds); parts whose defects are
+    #: tiny against the frame may prefer 0.01 or 0.
+    score_top_fraction: float = 0.1
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -122,13 +124,23 @@ class PatchCore(nn.Module):
     def bank_size(self) -> int:
         return int(self.bank_sq.shape[0])
 
-    def patch_distances(self, image: torch.Tensor) -> torch.Tensor:
-        """Nearest-neighbour distance of every patch: [N, h, w] on the feature grid."""
+    def patch_distances(
+        self, image: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Nearest-neighbour distance of every patch: [N, h, w] on the feature grid.
+
+        `exclude` [N, M] (bool, training only) hides bank entries from an image's search:
+        leave-one-out scores of training images.
+        """
         feats = self.features(image)
         n, c, h, w = feats.shape
         q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c) - self.centre
-        d2 = (q * q).sum(dim=2, keepdim=True) + q @ self.bank_t_neg2 + self.bank_sq
-        d = d2.min(dim=2).values.clamp_min(0.0).sqrt()
+        partial = q @ self.bank_t_neg2 + self.bank_sq
+        if exclude is not None:
+            partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
+        # |q|^2 is the same for every bank entry, so it is added after the ReduceMin.
+        nearest = partial.min(dim=2).values
+        d = (nearest + (q * q).sum(dim=2)).clamp_min(0.0).sqrt()
         return d.reshape(n, h, w)
 
     def smooth(self, amap: torch.Tensor) -> torch.Tensor:
@@ -142,8 +154,8 @@ class PatchCore(nn.Module):
         x = F.conv2d(x, k.view(1, 1, -1, 1))
         return x.squeeze(1)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.patch_distances(image)
+    def map_and_score(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch distances [N, h, w] -> (score [N], smoothed map [N, H, W] at input size)."""
         up = F.interpolate(d.unsqueeze(1), size=self.input_hw, mode="bilinear", align_corners=False)
         amap = self.smooth(up.squeeze(1))
         flat = amap.flatten(1)
@@ -154,3 +166,6 @@ class PatchCore(nn.Module):
         else:
             score = flat.max(dim=1).values
         return score, amap
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.map_and_score(self.patch_distances(image))

@@ -8,8 +8,10 @@ metrics into the card, plots into report/.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,19 +33,22 @@ from inspector.core.card import (
 )
 from inspector.core.card import write_card as write_card_file
 from inspector.core.errors import DatasetError
-from inspector.core.package import CARD_FILE, MODEL_FILE, load_model, sha256_file
+from inspector.core.package import CARD_FILE, MODEL_FILE, REPORT_DIR, load_model, sha256_file
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions, load_onnx
-from training.anomaly import fit_patchcore
+from training.anomaly import fit_patchcore, leave_one_out
 from training.backbones import build_backbone
 from training.calibrate import calibrate, heatmap_scale
 from training.classifier_train import History, train_classifier
 from training.config import TrainConfig
 from training.datasets import Sample, Splits, load_splits
 from training.export import check_parity, export_onnx, parity
-from training.images import LoadedImages, load_images
+from training.images import LoadedImages, input_size, load_images, median_aspect
 
 log = logging.getLogger(__name__)
+
+#: report/split.json: the files of each split (see write_split).
+SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
@@ -126,17 +131,56 @@ def _parity_images(
 def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> TrainResult:
     """Train a package into `out` (models/<name>/<version>) and evaluate it on the test split."""
     out = Path(out)
-    if (out / MODEL_FILE).exists() or (out / CARD_FILE).exists():
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already holds a model package; choose a new version folder")
     name, version = _name_version(out)
+    # Everything is written to a staging folder that becomes `out` only once the package
+    # loads: a failed run leaves no half-written package behind.
+    stage = out.parent / f".{out.name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        result = _train_into(stage, data, config, name, version)
+        if out.exists():
+            out.rmdir()
+        stage.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    evaluation = None
+    card = result.card
+    if result.splits.test:
+        evaluation = evaluate_test(out, result.splits)
+        metrics = dict(card.metrics)
+        metrics.update({k: v for k, v in evaluation.items() if not isinstance(v, dict)})
+        metrics["test_split"] = result.splits.describe()
+        card = card.model_copy(update={"metrics": metrics})
+        write_card_file(card, out / CARD_FILE)
+    return TrainResult(out, result.model, card, evaluation, result.train_seconds)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    model: nn.Module
+    card: ModelCard
+    splits: Splits
+    train_seconds: float
+
+
+def _train_into(
+    out: Path, data: Path | str, config: TrainConfig, name: str, version: str
+) -> _Trained:
+    """Fit, export, check parity, calibrate and write the card into `out`."""
     seed_everything(config.seed)
     splits = load_splits(data, **config.split_kwargs())
     for note in splits.notes:
         log.warning(note)
     log.info("data: %s", splits.describe())
+    width, height = config.image_size, config.image_size
+    if config.aspect == "auto":
+        goods = [s for s in splits.train if not s.is_defect]
+        width, height = input_size(config.image_size, median_aspect(goods))
     spec = InputSpec(
-        width=config.width,
-        height=config.height,
+        width=width,
+        height=height,
         resize=config.resize,
         color=_color_mode(splits, config),  # type: ignore[arg-type]
     )
@@ -154,10 +198,10 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
     history: History | None = None
     model: nn.Module
     if config.kind == "anomaly":
-        patchcore = fit_patchcore(
+        fitted = fit_patchcore(
             backbone, train.pixels, config.patchcore, config.coreset, config.seed, config.batch_size
         )
-        model = patchcore
+        model = patchcore = fitted.model
         output_names = ["score", "anomaly_map"]
         labels = ["good", "defect"]
         what = f"PatchCore ({backbone.describe_taps()}; memory bank {patchcore.bank_size} patches)"
@@ -176,23 +220,35 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / MODEL_FILE
     export_onnx(model, onnx_path, (spec.height, spec.width), output_names, config.opset)
-    train_seconds = time.monotonic() - started
     check_images = _parity_images(val, list(splits.test), spec)
     par = parity(model, onnx_path, check_images, output_names)
     check_parity(par, config.parity_tolerance, onnx_path)
 
-    # Threshold and heatmap scale from validation, scored by the exported graph.
-    outputs = _onnx_outputs(onnx_path, spec, val.pixels, output_names)
-    good = ~val.is_defect
-    threshold = calibrate(
-        outputs["score"][good],
-        outputs["score"][~good] if (~good).any() else None,
-        target_frr=config.target_frr,
-        target_escape=config.target_escape,
-        data=f"validation split of {splits.root} ({good.sum()} good, {(~good).sum()} defect)",
-    )
+    if config.kind == "anomaly" and len(val) == 0:
+        # No held-out goods: every training image, scored against the bank without its own
+        # patches (the graph's math in PyTorch; parity above shows ONNX agrees).
+        good_scores, good_maps = leave_one_out(fitted, train.pixels)
+        threshold = calibrate(
+            good_scores,
+            target_frr=config.target_frr,
+            data=f"leave-one-image-out scores of the {len(train)} training goods of "
+            f"{splits.root} (each scored against the memory bank without its own patches)",
+        )
+    else:
+        # Validation images scored by the exported graph, as the server will score them.
+        outputs = _onnx_outputs(onnx_path, spec, val.pixels, output_names)
+        good = ~val.is_defect
+        good_scores, good_maps = outputs["score"][good], outputs["anomaly_map"][good]
+        threshold = calibrate(
+            good_scores,
+            outputs["score"][~good] if (~good).any() else None,
+            target_frr=config.target_frr,
+            target_escape=config.target_escape,
+            data=f"validation split of {splits.root} ({good.sum()} good, {(~good).sum()} defect)",
+        )
+    train_seconds = time.monotonic() - started
     if config.kind == "anomaly":
-        heat = heatmap_scale(outputs["anomaly_map"][good], threshold.value)
+        heat = heatmap_scale(good_maps, threshold.value)
     else:
         heat = HeatmapSpec(vmin=0.0, vmax=1.0)  # the class activation map is P(defect)-scaled
     params = config.to_params()
@@ -236,16 +292,23 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
         onnx_sha256=sha256_file(onnx_path),
     )
     write_card_file(card, out / CARD_FILE)
+    write_split(out / REPORT_DIR / SPLIT_FILE, splits)
     load_model(out)  # the server's own checks: card, checksum, I/O contract, a real run
+    return _Trained(model, card, splits, train_seconds)
 
-    evaluation = None
-    if splits.test:
-        evaluation = evaluate_test(out, splits)
-        metrics.update({k: v for k, v in evaluation.items() if not isinstance(v, dict)})
-        metrics["test_split"] = splits.describe()
-        card = card.model_copy(update={"metrics": metrics})
-        write_card_file(card, out / CARD_FILE)
-    return TrainResult(out, model, card, evaluation, train_seconds)
+
+def write_split(path: Path, splits: Splits) -> None:
+    """Which files were trained on, calibrated on and held out for test, relative to the data
+    folder: `inspector evaluate` / `calibrate` can use exactly the held-out files (for a
+    classifier on the MVTec layout, half of test/<defect> was trained on)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def rel(samples: tuple[Sample, ...]) -> list[str]:
+        return [s.path.relative_to(splits.root).as_posix() for s in samples]
+
+    doc: dict[str, Any] = {"root": str(splits.root.resolve()), "layout": splits.layout}
+    doc.update({"train": rel(splits.train), "val": rel(splits.val), "test": rel(splits.test)})
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
 def evaluate_test(out: Path, splits: Splits) -> dict[str, Any]:

@@ -76,3 +76,21 @@ def test_unreadable_images_are_skipped_and_counted(
     assert len(loaded) == 4 and len(loaded.skipped) == 1
     assert loaded.pixels.shape == (4, 16, 24, 3)
     assert "skipped 1 unreadable image(s) of 5" in caplog.text
+
+
+def test_input_size_follows_the_cameras_aspect_ratio() -> None:
+    from training.images import input_size
+
+    assert input_size(224, 1.0) == (224, 224)
+    assert input_size(224, 0.85) == (224, 224)  # near-square stays square
+    assert input_size(224, 400 / 256) == (288, 192)
+    assert input_size(224, 120 / 256) == (160, 320)
+    w, h = input_size(256, 3.0)
+    assert w % 32 == 0 and h % 32 == 0 and abs(w * h - 256 * 256) / 256**2 < 0.2
+
+
+def test_median_aspect_reads_headers(tmp_path: Path) -> None:
+    from training.images import median_aspect
+
+    root = make_mvtec(tmp_path / "d", n_train=3, n_good=1, n_defect=1, size=32)
+    assert median_aspect(load_splits(root).train) == 1.0

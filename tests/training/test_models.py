@@ -24,7 +24,7 @@ def test_offline_default_loads_imagenet_weights_without_download(lite0) -> None:
     assert lite0.weights.path is not None and lite0.weights.path.is_file()
     assert len(lite0.weights.sha256() or "") == 64
     taps = [(lite0.strides[t], lite0.channels[t]) for t in lite0.taps]
-    assert taps == [(16, 112), (32, 192)]
+    assert taps == [(16, 80), (16, 112), (32, 192)]
 
 
 def test_lite0_classifies_like_imagenet_lite0(lite0) -> None:  # type: ignore[no-untyped-def]
@@ -87,3 +87,18 @@ def test_classifier_outputs_probabilities_and_a_bounded_map(lite0) -> None:  # t
     assert torch.allclose(score, 1 - probs[:, 0])
     assert amap.shape == (2, 48, 64)
     assert (amap >= 0).all() and (amap <= score.view(-1, 1, 1) + 1e-6).all()
+
+
+def test_leave_one_out_hides_each_images_own_patches(lite0) -> None:  # type: ignore[no-untyped-def]
+    from training.anomaly import CoresetConfig, fit_patchcore, leave_one_out
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
+    cfg = PatchCoreConfig(sigma=0, score_top_fraction=0)
+    fitted = fit_patchcore(lite0, images, cfg, CoresetConfig(fraction=1.0, min_size=1))
+    assert fitted.model.bank_size == len(fitted.bank_source) == 6 * 4 * 4
+    with torch.no_grad():
+        plain, _ = fitted.model(torch.from_numpy(images))
+    loo, maps = leave_one_out(fitted, images, batch_size=4, map_stride=2)
+    assert torch.allclose(plain, torch.zeros(6), atol=0.05)  # every patch is in the bank
+    assert (loo > 1.0).all() and maps.shape == (6, 32, 32)

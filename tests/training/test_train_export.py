@@ -44,7 +44,8 @@ def test_anomaly_model_trains_exports_and_loads_with_pytorch_scores(
     package, _ = load_model(out)  # card schema, sha256, I/O contract, a real run
     card = package.card
     assert card.kind == "anomaly" and card.input.color == "gray"
-    assert card.threshold.method == "target_frr" and card.threshold.n_good == 1
+    assert card.threshold.method == "target_frr" and card.threshold.n_good == 12
+    assert "leave-one-image-out" in (card.threshold.data or "")
     assert card.training.seed == 3 and card.training.weights_sha256
     assert card.training.params["patchcore"]["pool"] == 3
     assert card.export.opset == 18 and card.export.parity_images
@@ -93,3 +94,20 @@ def test_classifier_trains_exports_and_loads(labeled_set: Path, tmp_path: Path) 
     assert_same_scores(onnx_scores, torch_scores)
     probs = detector.infer([detector.prepare_bytes(test[0].path.read_bytes())])[0].probabilities
     assert probs is not None and probs.shape == (4,) and abs(float(probs.sum()) - 1) < 1e-5
+
+
+def test_failed_export_leaves_no_package_behind(
+    mvtec_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.train
+    from training.export import ExportError
+
+    def disagree(*args: object, **kwargs: object) -> None:
+        raise ExportError("ONNX scores differ from PyTorch")
+
+    monkeypatch.setattr(training.train, "check_parity", disagree)
+    out = tmp_path / "models" / "synth" / "1"
+    with pytest.raises(ExportError, match="differ"):
+        train_command(data=mvtec_set, out=out, image_size=64)
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []
