@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    max_epochs: int = 12
+    max_epochs: int = 20
     #: Stop after this many epochs without a lower validation loss.
-    patience: int = 3
+    patience: int = 4
     batch_size: int = 16
     #: Images drawn (class-balanced, with replacement) per epoch (0 = the training set size):
     #: a fixed number keeps epochs short on a CPU whatever the data set size.
