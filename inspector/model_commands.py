@@ -210,7 +210,7 @@ def train_cmd(
         typer.Option("--set", help="Model setting key=value, repeatable (e.g. image_size=320)."),
     ] = None,
 ) -> None:
-    """Train a model package from a folder of images (needs the [train] extra: torch).
+    """Train a model package from a folder of images (needs the training extra with torch).
 
     Examples:
 

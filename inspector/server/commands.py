@@ -195,7 +195,8 @@ def demo(
 ) -> None:
     """The whole product on this machine, offline: make a small synthetic data set, train a
     model on it, start the server with the review pages, post some good and defective frames,
-    print the URLs and keys, and serve until Ctrl-C. Needs the [train] extra.
+    print the URLs and keys, and serve until Ctrl-C.
+    Needs the training extra (pip install -e ".\\[train]").
 
     A first run takes well under a minute on 2 CPU cores; a second run in the same --data-dir
     reuses the data set and model and starts in seconds.
