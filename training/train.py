@@ -8,11 +8,9 @@ metrics into the card, plots into report/.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ import torch
 from torch import nn
 
 from inspector.core.card import (
-    NAME_PATTERN,
     ExportInfo,
     HeatmapSpec,
     InputSpec,
@@ -44,11 +41,9 @@ from training.config import TrainConfig
 from training.datasets import Sample, Splits, load_splits
 from training.export import check_parity, export_onnx, parity
 from training.images import LoadedImages, input_size, load_images, median_aspect
+from training.provenance import SPLIT_FILE, code_revision, package_name_version, write_split
 
 log = logging.getLogger(__name__)
-
-#: report/split.json: the files of each split (see write_split).
-SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
@@ -66,34 +61,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _name_version(out: Path) -> tuple[str, str]:
-    import re
-
-    clean = [
-        re.sub(r"[^A-Za-z0-9_.-]", "-", part).lstrip("._-") or "model" for part in out.parts[-2:]
-    ]
-    name, version = ([*clean, "1"])[:2] if len(clean) == 1 else clean
-    for value in (name, version):
-        if not re.match(NAME_PATTERN, value):
-            raise ValueError(f"{out}: cannot make a package name/version from {value!r}")
-    return name, version
-
-
-def _code_revision() -> str | None:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return rev.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _color_mode(splits: Splits, config: TrainConfig) -> str:
@@ -120,10 +87,16 @@ def _onnx_outputs(
 def _parity_images(
     val: LoadedImages, test: list[Sample], spec: InputSpec, n: int = 8
 ) -> np.ndarray:
-    """Real images the model has not memorised: validation first, then test."""
-    images = val.pixels[:n]
+    """Real images the model has not memorised, spread over the split so that goods and each
+    defect type show up: validation first, then test."""
+
+    def spread(count: int, k: int) -> list[int]:
+        return sorted({int(i) for i in np.linspace(0, count - 1, num=min(k, count))})
+
+    images = val.pixels[spread(len(val), n)] if len(val) else val.pixels
     if len(images) < n and test:
-        extra = load_images(test[: n - len(images)], spec, "reading parity images").pixels
+        picked = [test[i] for i in spread(len(test), n - len(images))]
+        extra = load_images(picked, spec, "reading parity images").pixels
         images = np.concatenate([images, extra])
     return images
 
@@ -133,7 +106,7 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already holds a model package; choose a new version folder")
-    name, version = _name_version(out)
+    name, version = package_name_version(out)
     # Everything is written to a staging folder that becomes `out` only once the package
     # loads: a failed run leaves no half-written package behind.
     stage = out.parent / f".{out.name}.partial"
@@ -281,7 +254,7 @@ def _train_into(
             weights_sha256=backbone.weights.sha256(),
             params=params,
             seed=config.seed,
-            code_revision=_code_revision(),
+            code_revision=code_revision(),
             created_at=utcnow(),
         ),
         export=ExportInfo(
@@ -295,20 +268,6 @@ def _train_into(
     write_split(out / REPORT_DIR / SPLIT_FILE, splits)
     load_model(out)  # the server's own checks: card, checksum, I/O contract, a real run
     return _Trained(model, card, splits, train_seconds)
-
-
-def write_split(path: Path, splits: Splits) -> None:
-    """Which files were trained on, calibrated on and held out for test, relative to the data
-    folder: `inspector evaluate` / `calibrate` can use exactly the held-out files (for a
-    classifier on the MVTec layout, half of test/<defect> was trained on)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def rel(samples: tuple[Sample, ...]) -> list[str]:
-        return [s.path.relative_to(splits.root).as_posix() for s in samples]
-
-    doc: dict[str, Any] = {"root": str(splits.root.resolve()), "layout": splits.layout}
-    doc.update({"train": rel(splits.train), "val": rel(splits.val), "test": rel(splits.test)})
-    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
 def evaluate_test(out: Path, splits: Splits) -> dict[str, Any]:
