@@ -1,8 +1,9 @@
 """`training.cli.train_command`: the plain-Python function behind `inspector train`.
 
 Typed keyword arguments; `inspector train --set key=value` maps onto the model knobs by name
-(e.g. `--set image_size=320 --set coreset=0.02 --set layers=[5,11,15]`). Errors are
-`InspectorError`s (DatasetError, ModelPackageError) or ValueError, with messages fit to print.
+(e.g. `--set image_size=320 --set coreset=0.02 --set layers=[8,11,15]`). Every expected
+failure is an `InspectorError` (DatasetError, TrainingError, ExportError, ModelPackageError)
+with a message fit to print and a hint.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from training.anomaly import CoresetConfig
 from training.backbones import DEFAULT_BACKBONE
 from training.classifier_train import ClassifierConfig
 from training.config import Color, Kind, Resize, SplitConfig, TrainConfig
+from training.errors import TrainingError
 from training.patchcore import PatchCoreConfig
 from training.train import TrainResult, run_training
 
@@ -75,7 +77,10 @@ def train_command(
     """
     split = tuple(float(v) for v in defect_split)
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"defect_split must be three fractions summing to 1, got {defect_split}")
+        raise TrainingError(
+            f"defect_split must be three fractions summing to 1, got {list(defect_split)}",
+            hint="e.g. --set defect_split=[0.5,0.15,0.35]",
+        )
     config = TrainConfig(
         kind=kind,
         backbone=backbone or DEFAULT_BACKBONE,

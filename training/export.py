@@ -22,13 +22,14 @@ import torch
 from torch import nn
 
 from inspector.core.runtime import RuntimeOptions, open_session
+from training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 
 
-class ExportError(RuntimeError):
+class ExportError(TrainingError):
     """The exported graph is invalid or disagrees with the PyTorch model."""
 
 

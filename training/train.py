@@ -39,6 +39,7 @@ from training.calibrate import calibrate, heatmap_scale
 from training.classifier_train import History, train_classifier
 from training.config import TrainConfig
 from training.datasets import Sample, Splits, load_splits
+from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
 from training.images import LoadedImages, input_size, load_images, median_aspect
 from training.provenance import SPLIT_FILE, code_revision, package_name_version, write_split
@@ -105,7 +106,9 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
     """Train a package into `out` (models/<name>/<version>) and evaluate it on the test split."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already holds a model package; choose a new version folder")
+        raise TrainingError(
+            f"{out} already holds a model package", hint="choose a new version folder"
+        )
     name, version = package_name_version(out)
     # Everything is written to a staging folder that becomes `out` only once the package
     # loads: a failed run leaves no half-written package behind.

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from training.backbones import BACKBONES, build_backbone  # noqa: E402
 from training.classifier import DefectClassifier  # noqa: E402
 from training.coreset import greedy_coreset  # noqa: E402
+from training.errors import TrainingError  # noqa: E402
 from training.patchcore import PatchCore, PatchCoreConfig, PatchFeatures  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -38,9 +39,9 @@ def test_lite0_classifies_like_imagenet_lite0(lite0) -> None:  # type: ignore[no
 
 def test_registry_names_and_clear_errors() -> None:
     assert {"effnet_lite0", "resnet18", "wide_resnet50_2", "efficientnet_b0"} <= set(BACKBONES)
-    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+    with pytest.raises(TrainingError, match="unknown backbone 'vgg'"):
         build_backbone("vgg")
-    with pytest.raises(ValueError, match="unknown weights"):
+    with pytest.raises(TrainingError, match="unknown weights"):
         build_backbone("resnet18@NOPE", pretrained=False)
 
 
@@ -49,7 +50,7 @@ def test_torchvision_backbone_taps_without_weights() -> None:
     assert [(bb.strides[t], bb.channels[t]) for t in bb.taps] == [(8, 128), (16, 256)]
     bb.set_taps([3, 4])
     assert bb.last_channels == 512
-    with pytest.raises(ValueError, match="taps"):
+    with pytest.raises(TrainingError, match="stage indices"):
         bb.set_taps([9])
 
 

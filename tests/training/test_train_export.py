@@ -15,6 +15,7 @@ from inspector.core.package import load_model  # noqa: E402
 from inspector.core.pipeline import Detector  # noqa: E402
 from training.cli import train_command  # noqa: E402
 from training.datasets import load_splits  # noqa: E402
+from training.errors import TrainingError  # noqa: E402
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
@@ -73,7 +74,7 @@ def test_refuses_to_overwrite_a_package(mvtec_set: Path, tmp_path: Path) -> None
     out = tmp_path / "m" / "1"
     out.mkdir(parents=True)
     (out / "card.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="already holds a model package"):
+    with pytest.raises(TrainingError, match="already holds a model package"):
         train_command(data=mvtec_set, out=out)
 
 

@@ -20,6 +20,7 @@ from training.backbones.effnet_lite import (
     lite0_weights_path,
 )
 from training.backbones.torchvision_models import efficientnet, resnet
+from training.errors import TrainingError
 
 DEFAULT_BACKBONE = "effnet_lite0"
 
@@ -30,7 +31,7 @@ def effnet_lite0(member: str | None = None, pretrained: bool = True) -> Backbone
     Magnetic Tile Defects these beat the usual stride-8 + stride-16 pair by about 0.01 image
     AUROC with a quarter of the patches (training/README.md, experiments)."""
     if member is not None:
-        raise ValueError("effnet_lite0 has one set of weights; drop the @ suffix")
+        raise TrainingError("effnet_lite0 has one set of weights", hint="drop the @ suffix")
     net = efficientnet_lite0(pretrained=pretrained)
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
@@ -59,7 +60,9 @@ def build_backbone(spec: str, pretrained: bool = True) -> Backbone:
     name, _, member = spec.partition("@")
     factory = BACKBONES.get(name)
     if factory is None:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise TrainingError(
+            f"unknown backbone {name!r}", hint=f"choose one of {', '.join(BACKBONES)}"
+        )
     return factory(member=member or None, pretrained=pretrained)
 
 

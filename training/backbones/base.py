@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from inspector.core.package import sha256_file
+from training.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ class Backbone(nn.Module):
     def set_taps(self, taps: Sequence[int]) -> None:
         taps = tuple(sorted(set(int(t) for t in taps)))
         if not taps or taps[0] < 0 or taps[-1] >= len(self.stages):
-            raise ValueError(
-                f"{self.name}: taps must be stage indices in 0..{len(self.stages) - 1}, got {taps}"
+            raise TrainingError(
+                f"{self.name}: layers must be stage indices in 0..{len(self.stages) - 1}, "
+                f"got {taps}"
             )
         self.taps = taps
 

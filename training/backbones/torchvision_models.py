@@ -14,6 +14,7 @@ from torch import nn
 from torchvision import models
 
 from training.backbones.base import Backbone, WeightsInfo
+from training.errors import TrainingError
 
 
 def _weights_enum(arch: str, member: str | None) -> Any:
@@ -24,7 +25,9 @@ def _weights_enum(arch: str, member: str | None) -> Any:
         return enum[member]
     except KeyError:
         choices = ", ".join(m.name for m in enum)
-        raise ValueError(f"{arch}: unknown weights {member!r}; choose one of {choices}") from None
+        raise TrainingError(
+            f"{arch}: unknown weights {member!r}", hint=f"choose one of {choices}"
+        ) from None
 
 
 def _cached_path(weights: Any) -> Path:
@@ -42,10 +45,11 @@ def _build(arch: str, member: str | None, pretrained: bool) -> tuple[nn.Module, 
     try:
         model = models.get_model(arch, weights=weights)
     except Exception as exc:  # URLError, HTTPError, SSL errors: all mean "could not fetch"
-        raise RuntimeError(
+        raise TrainingError(
             f"cannot load {weights} for backbone {arch}: not in {path.parent} and the download "
-            f"failed ({exc}). Copy {Path(weights.url).name} there from a machine with internet, "
-            "or use the offline default backbone effnet_lite0."
+            f"failed ({exc})",
+            hint=f"copy {Path(weights.url).name} there from a machine with internet, "
+            "or use the offline default backbone effnet_lite0",
         ) from exc
     info = WeightsInfo(f"torchvision {weights}", path, mean, std)
     return model, info
