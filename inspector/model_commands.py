@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from inspector.cli import fail
 from inspector.core.card import ThresholdSpec, utcnow, write_card
-from inspector.core.datasets import Dataset, Sample, scan
+from inspector.core.datasets import SPLIT_FILE, Dataset, Sample, samples_from_split, scan
 from inspector.core.errors import InspectorError
 from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
 from inspector.core.pipeline import Detector
@@ -47,6 +47,9 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a package on the data set's test split, exactly as the server runs it.
 
+    When the package was trained on this data folder, the test files are those its
+    report/split.json held out (a classifier trains on part of test/<defect_type>).
+
     Example: inspector evaluate models/mtd/1 --data ../shared/data/mtd --json
     """
     try:
@@ -54,11 +57,12 @@ def evaluate_cmd(
         ds = scan(data)
     except InspectorError as exc:
         raise fail(str(exc)) from exc
-    if not ds.test:
+    samples = _held_out(detector, ds, "test", quiet=as_json) or ds.test
+    if not samples:
         raise fail(f"{data}: no test images (expected test/good and test/<defect_type>)")
     with Progress(transient=True, disable=as_json) as bar:
-        task = bar.add_task("evaluating", total=len(ds.test))
-        result = evaluate(detector, ds.test, batch=batch, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task("evaluating", total=len(samples))
+        result = evaluate(detector, samples, batch=batch, progress=lambda n: bar.advance(task, n))
     metrics = result.metrics
     if report:
         try:
@@ -90,7 +94,10 @@ def calibrate_cmd(
         str, typer.Option(help="auto, target_frr, best_f1 or target_escape.")
     ] = "auto",
     split: Annotated[
-        str, typer.Option(help="Which split of the data: validation or test.")
+        str,
+        typer.Option(
+            help="auto, validation or test (auto: the package's own validation files)."
+        ),
     ] = "auto",
 ) -> None:
     """Choose the threshold on data and rewrite only card.json (the ONNX file is untouched).
@@ -105,7 +112,7 @@ def calibrate_cmd(
         ds = scan(data)
     except InspectorError as exc:
         raise fail(str(exc)) from exc
-    samples = _pick_split(ds, split)
+    samples = _pick_split(detector, ds, split)
     if not samples:
         raise fail(f"{data}: no images to calibrate on")
     result = _score(detector, samples, "scoring")
@@ -151,12 +158,25 @@ def calibrate_cmd(
     )
 
 
-def _pick_split(ds: Dataset, split: str) -> list[Sample]:
-    if split == "validation" or (split == "auto" and ds.validation):
-        return list(ds.validation)
-    if split in ("test", "auto"):
-        return list(ds.test)
-    raise fail(f"unknown split {split!r}: use validation or test")
+def _held_out(detector: Detector, ds: Dataset, which: str, quiet: bool = False) -> list[Sample]:
+    """The package's own split of this data folder (report/split.json), or []."""
+    samples = samples_from_split(ds, detector.package.report_dir / SPLIT_FILE, which) or []
+    if samples and not quiet:
+        typer.echo(f"using the {len(samples)} {which} files of report/{SPLIT_FILE}", err=True)
+    return samples
+
+
+def _pick_split(detector: Detector, ds: Dataset, split: str) -> list[Sample]:
+    """auto: the package's validation files when it was trained on this folder, else the
+    data set's validation split, else its test split (with a warning)."""
+    if split not in ("auto", "validation", "test"):
+        raise fail(f"unknown split {split!r}: use auto, validation or test")
+    if split in ("auto", "validation"):
+        samples = _held_out(detector, ds, "val") or list(ds.validation)
+        if samples or split == "validation":
+            return samples
+        typer.echo("note: no validation split here; calibrating on the test split", err=True)
+    return _held_out(detector, ds, "test") or list(ds.test)
 
 
 def synth_cmd(
@@ -231,7 +251,7 @@ def train_cmd(
     if kind not in ("anomaly", "classifier"):
         raise fail(f"unknown --kind {kind!r}: use anomaly or classifier")
     try:
-        training.train_command(
+        result = training.train_command(
             data=data,
             out=out,
             kind=kind,
@@ -241,6 +261,22 @@ def train_cmd(
         )
     except InspectorError as exc:
         raise fail(str(exc)) from exc
+    card = result.card
+    print(
+        f"wrote {result.out} ({card.ref}, {card.kind}) in {result.train_seconds:.0f} s; "
+        f"threshold {card.threshold.value:.6g} ({card.threshold.method})"
+    )
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "f1",
+        "false_reject_rate",
+        "escape_rate",
+        "ms_per_image",
+    ):
+        value = (result.evaluation or {}).get(key)
+        if value is not None:
+            print(f"{key:>20}: {value:.4f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -86,3 +86,35 @@ def test_calibrate_best_f1_needs_defects(synth_data: Path, models_root: Path,
 def test_train_help_lists_its_options() -> None:
     proc = run_cli("train", "--help")
     assert proc.returncode == 0 and "--data" in proc.stdout
+
+
+def _write_split(pkg: Path, data: Path, val: list[str], test: list[str]) -> None:
+    doc = {"root": str(data.resolve()), "layout": "mvtec", "train": [], "val": val, "test": test}
+    (pkg / "report" / "split.json").write_text(json.dumps(doc))
+
+
+def test_evaluate_and_calibrate_use_the_packages_own_split(
+    synth_data: Path, models_root: Path
+) -> None:
+    pkg = make_package(models_root, width=64, height=64, threshold=0.99)
+    test = ["test/good/000.png", "test/good/001.png", "test/spot/000.png"]
+    val = ["train/good/000.png", "train/good/001.png", "train/good/002.png"]
+    _write_split(pkg, synth_data, val, test)
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json", "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(proc.stdout)
+    assert (m["n_good"], m["n_defect"]) == (2, 1)
+    proc = run_cli("calibrate", pkg, "--data", synth_data)
+    assert proc.returncode == 0, proc.stderr
+    card = read_card(pkg / "card.json")
+    assert card.threshold.method == "target_frr" and card.threshold.n_good == 3
+    assert card.threshold.n_defect == 0
+
+
+def test_a_split_of_another_data_folder_is_ignored(
+    synth_data: Path, models_root: Path, tmp_path: Path
+) -> None:
+    pkg = make_package(models_root, width=64, height=64)
+    _write_split(pkg, tmp_path, [], ["test/good/000.png"])
+    m = json.loads(run_cli("evaluate", pkg, "--data", synth_data, "--json", "--no-report").stdout)
+    assert (m["n_good"], m["n_defect"]) == (12, 18)

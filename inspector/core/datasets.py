@@ -133,3 +133,43 @@ def scan(root: Path | str, *, seed: int = 0) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder", hint="pass a data set folder")
     return scan_mvtec(root) if is_mvtec(root) else scan_labeled(root, seed=seed)
+
+
+#: A package's `report/split.json` (written by training): files of each split, relative to
+#: the data folder, so evaluation and calibration use exactly the held-out files.
+SPLIT_FILE = "split.json"
+
+
+def samples_from_split(ds: Dataset, split_file: Path, which: str) -> list[Sample] | None:
+    """The samples that `split_file` lists under `which` ("train", "val" or "test").
+
+    None when there is no split file, when it was made from another data folder than
+    `ds.root`, or when it lists nothing under `which`: the caller then uses its own split.
+    Files listed but no longer present are left out.
+    """
+    import json
+
+    if not split_file.is_file():
+        return None
+    try:
+        doc = json.loads(split_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or Path(str(doc.get("root", ""))).resolve() != ds.root.resolve():
+        return None
+    listed = doc.get(which)
+    if not isinstance(listed, list) or not listed:
+        return None
+    root = ds.root.resolve()
+    known = {
+        s.path.resolve().relative_to(root).as_posix(): s for s in ds.train + ds.validation + ds.test
+    }
+    out = []
+    for rel in listed:
+        sample = known.get(str(rel))
+        if sample is None and str(rel).startswith(("train/good/", "good/")):
+            path = root / str(rel)
+            sample = Sample(path, GOOD) if path.is_file() else None
+        if sample is not None:
+            out.append(sample)
+    return out
