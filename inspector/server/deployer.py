@@ -171,11 +171,7 @@ class Deployer:
                 await self._write(station, by, {"shadow": split_ref(full)})
                 reg.shadows[station] = full
             else:
-                changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
-                if old_shadow == full:
-                    changes["shadow"] = None
-                await self._write(station, by, changes)
-                self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+                await self._activate(station, by, full, old_active, old_shadow)
             self._retire(before)
             return self.state(station)
 
@@ -203,13 +199,20 @@ class Deployer:
             before = self.needed()
             full = await self._ensure_loaded(target)
             old_active, old_shadow = self.active_ref(station), self.registry.shadows.get(station)
-            changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
-            if old_shadow == full:
-                changes["shadow"] = None
-            await self._write(station, by, changes)
-            self._switch(station, full, old_active, clear_shadow=old_shadow == full)
+            await self._activate(station, by, full, old_active, old_shadow)
             self._retire(before)
             return self.state(station)
+
+    async def _activate(
+        self, station: str, by: str, full: str, old_active: str | None, old_shadow: str | None
+    ) -> None:
+        """Record `full` as the station's active model (ending its shadow if it was that
+        model), then switch the routing."""
+        changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
+        if old_shadow == full:
+            changes["shadow"] = None
+        await self._write(station, by, changes)
+        self._switch(station, full, old_active, clear_shadow=old_shadow == full)
 
     async def stop_shadow(self, station: str, by: str) -> StationState:
         """Stop the station's shadow model (its results stay for reports)."""
