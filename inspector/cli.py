@@ -11,13 +11,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from inspector.core.errors import InspectorError
+
+if TYPE_CHECKING:
+    from inspector.core.pipeline import Detector
 
 app = typer.Typer(
     name="inspector",
@@ -30,6 +33,7 @@ models_app = typer.Typer(help="Work with model packages.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
@@ -42,6 +46,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line and return the Exit to raise."""
     error_line(message)
     return typer.Exit(code)
+
+
+def load_detector(model_dir: Path, providers: str = "auto") -> Detector:
+    """Load and verify a package (card, checksum, I/O contract, one run), or exit with its
+    one-line error."""
+    from inspector.core.pipeline import Detector
+    from inspector.core.runtime import RuntimeOptions
+
+    if providers not in PROVIDERS:
+        raise fail(f"unknown provider {providers!r}: use {', '.join(PROVIDERS)}")
+    try:
+        return Detector.load(model_dir, RuntimeOptions(providers=providers))  # type: ignore[arg-type]
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -82,13 +100,8 @@ def inspect(
         inspector inspect models/tiles/1 frames/ --json --heatmaps /tmp/heat
     """
     from inspector.core.images import encode
-    from inspector.core.pipeline import Detector
-    from inspector.core.runtime import RuntimeOptions
 
-    try:
-        detector = Detector.load(model_dir, RuntimeOptions(providers=providers))  # type: ignore[arg-type]
-    except InspectorError as exc:
-        raise fail(str(exc)) from exc
+    detector = load_detector(model_dir, providers)
     files = expand_images(paths)
     if not files:
         raise fail("no images found in the given paths")
@@ -144,14 +157,7 @@ def models_validate(
 
     Example: inspector models validate models/tiles/1
     """
-    from inspector.core.pipeline import Detector
-    from inspector.core.runtime import RuntimeOptions
-
-    try:
-        detector = Detector.load(model_dir, RuntimeOptions(providers="cpu"))
-    except InspectorError as exc:
-        raise fail(str(exc)) from exc
-    card = detector.card
+    card = load_detector(model_dir, "cpu").card
     print(
         f"ok: {card.ref} ({card.kind}) input {card.input.width}x{card.input.height} "
         f"{card.input.resize}, threshold {card.threshold.value:.4f} ({card.threshold.method})"

@@ -18,7 +18,7 @@ import numpy as np
 from inspector.core.datasets import Sample
 from inspector.core.errors import InspectorError
 from inspector.core.metrics import auroc, rates_at
-from inspector.core.pipeline import Detector
+from inspector.core.pipeline import Detector, PreparedFrame
 from inspector.core.preprocess import map_to_frame
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,14 @@ def _mask_at(path: Any, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) >= 128
 
 
-def _pixel_pair(detector: Detector, frame: Any, amap: np.ndarray, sample: Sample) -> tuple:
-    """Map on the frame and its mask, both shrunk to at most PIXEL_EVAL_SIDE a side."""
-    h, w = frame.frame.rgb.shape[:2]
+def _pixel_pair(
+    detector: Detector, frame: PreparedFrame, amap: np.ndarray, sample: Sample
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map on the decoded frame and its mask, both shrunk to at most PIXEL_EVAL_SIDE a side."""
+    on_frame = map_to_frame(amap, frame.geometry, detector.card.input)
+    h, w = on_frame.shape
     scale = min(1.0, PIXEL_EVAL_SIDE / max(h, w))
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    geo = frame.geometry
-    on_frame = map_to_frame(
-        amap, type(geo)(w, h, geo.x0, geo.y0, geo.w, geo.h), detector.card.input
-    )
     on_frame = cv2.resize(on_frame, (sw, sh), interpolation=cv2.INTER_AREA)
     mask = _mask_at(sample.mask, (sh, sw)) if sample.mask else np.zeros((sh, sw), bool)
     return on_frame.ravel(), mask.ravel()

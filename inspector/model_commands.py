@@ -14,13 +14,12 @@ import numpy as np
 import typer
 from rich.progress import Progress
 
-from inspector.cli import fail
+from inspector.cli import fail, load_detector
 from inspector.core.card import ThresholdSpec, utcnow, write_card
 from inspector.core.datasets import SPLIT_FILE, Dataset, Sample, samples_from_split, scan
 from inspector.core.errors import InspectorError
 from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
 from inspector.core.pipeline import Detector
-from inspector.core.runtime import RuntimeOptions
 from inspector.evaluation import EvalResult, evaluate
 from inspector.export_command import export_cmd
 
@@ -30,12 +29,21 @@ ModelDir = Annotated[Path, typer.Argument(help="Model package folder (models/NAM
 DataDir = Annotated[Path, typer.Option("--data", help="Data set folder (MVTec or labeled).")]
 
 
-def _score(detector: Detector, samples: list[Sample], what: str) -> EvalResult:
+def _load(model_dir: Path, data: Path) -> tuple[Detector, Dataset]:
+    detector = load_detector(model_dir)
+    try:
+        return detector, scan(data)
+    except InspectorError as exc:
+        raise fail(str(exc)) from exc
 
-    with Progress(transient=True) as bar:
+
+def _score(
+    detector: Detector, samples: list[Sample], what: str, batch: int, quiet: bool = False
+) -> EvalResult:
+    """Run `evaluate` behind a progress bar."""
+    with Progress(transient=True, disable=quiet) as bar:
         task = bar.add_task(what, total=len(samples))
-        result = evaluate(detector, samples, batch=8, progress=lambda n: bar.advance(task, n))
-    return result
+        return evaluate(detector, samples, batch=batch, progress=lambda n: bar.advance(task, n))
 
 
 def evaluate_cmd(
@@ -52,17 +60,11 @@ def evaluate_cmd(
 
     Example: inspector evaluate models/mtd/1 --data ../shared/data/mtd --json
     """
-    try:
-        detector = Detector.load(model_dir, RuntimeOptions(providers="auto"))
-        ds = scan(data)
-    except InspectorError as exc:
-        raise fail(str(exc)) from exc
+    detector, ds = _load(model_dir, data)
     samples = _held_out(detector, ds, "test", quiet=as_json) or ds.test
     if not samples:
         raise fail(f"{data}: no test images (expected test/good and test/<defect_type>)")
-    with Progress(transient=True, disable=as_json) as bar:
-        task = bar.add_task("evaluating", total=len(samples))
-        result = evaluate(detector, samples, batch=batch, progress=lambda n: bar.advance(task, n))
+    result = _score(detector, samples, "evaluating", batch, quiet=as_json)
     metrics = result.metrics
     if report:
         try:
@@ -107,15 +109,11 @@ def calibrate_cmd(
 
     Example: inspector calibrate models/mtd/1 --data /data/mtd_val --target-frr 0.01
     """
-    try:
-        detector = Detector.load(model_dir, RuntimeOptions(providers="auto"))
-        ds = scan(data)
-    except InspectorError as exc:
-        raise fail(str(exc)) from exc
+    detector, ds = _load(model_dir, data)
     samples = _pick_split(detector, ds, split)
     if not samples:
         raise fail(f"{data}: no images to calibrate on")
-    result = _score(detector, samples, "scoring")
+    result = _score(detector, samples, "scoring", batch=8)
     y, s = result.labels, result.scores
     chosen: Literal["target_frr", "best_f1", "target_escape"]
     if method == "auto":

@@ -11,9 +11,6 @@ from typing import Any
 from inspector.core.card import NAME_PATTERN
 from training.datasets import Sample, Splits
 
-#: report/split.json: the files of each split (see write_split).
-SPLIT_FILE = "split.json"
-
 
 def package_name_version(out: Path) -> tuple[str, str]:
     """`models/<name>/<version>` -> (name, version), made safe for the card's name pattern."""

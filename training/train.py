@@ -29,6 +29,7 @@ from inspector.core.card import (
     utcnow,
 )
 from inspector.core.card import write_card as write_card_file
+from inspector.core.datasets import SPLIT_FILE
 from inspector.core.errors import DatasetError
 from inspector.core.package import CARD_FILE, MODEL_FILE, REPORT_DIR, load_model, sha256_file
 from inspector.core.pipeline import Detector
@@ -42,7 +43,7 @@ from training.datasets import Sample, Splits, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
 from training.images import LoadedImages, input_size, load_images, median_aspect
-from training.provenance import SPLIT_FILE, code_revision, package_name_version, write_split
+from training.provenance import code_revision, package_name_version, write_split
 
 log = logging.getLogger(__name__)
 
