@@ -134,7 +134,9 @@ class InspectionService:
                     hint="resend the frame; check the database connection (see /readyz)",
                 ) from exc
             if self.shadow is not None:
-                self.shadow.submit(station, data, record)  # schedules only: never waits
+                # Schedules only, never waits; the decoded frame is reused when the shadow
+                # model takes the same input.
+                self.shadow.submit(station, data, record, (card.input, prepared))
         record_ms = (time.perf_counter() - t_rec) * 1000.0
         total_ms = (time.perf_counter() - t0) * 1000.0
         self._observe(station, judgement, prepared, batch.queue_ms, batch.run_ms, record_ms,

@@ -16,6 +16,8 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from inspector.core.card import InputSpec
+from inspector.core.pipeline import PreparedFrame
 from inspector.server.batcher import MicroBatcher
 from inspector.server.registry import ModelRegistry, ServedModel
 from inspector.store.db import Database
@@ -46,8 +48,14 @@ class ShadowRunner:
     def start(self) -> None:
         self._committer.start()
 
-    def submit(self, station: str, data: bytes, record: NewInspection) -> bool:
-        """Schedule the station's shadow model on this frame (never blocks, never raises)."""
+    def submit(
+        self, station: str, data: bytes, record: NewInspection,
+        active_input: tuple[InputSpec, PreparedFrame] | None = None,
+    ) -> bool:
+        """Schedule the station's shadow model on this frame (never blocks, never raises).
+
+        `active_input` is the active model's input spec and prepared frame: a shadow model
+        with the same spec (size, resize, colour) reuses it instead of decoding again."""
         ref = self.registry.shadows.get(station)
         model = self.registry.models.get(ref) if ref else None
         if model is None or ref == f"{record.model_name}:{record.model_version}":
@@ -59,18 +67,23 @@ class ShadowRunner:
         slot = contextlib.ExitStack()
         slot.enter_context(model.admission.slot())  # taken now: the model stays loaded
         task = asyncio.get_running_loop().create_task(
-            self._run(model, slot, station, data, record), name=f"shadow-{record.id}")
+            self._run(model, slot, station, data, record, active_input),
+            name=f"shadow-{record.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
     async def _run(self, model: ServedModel, slot: contextlib.ExitStack, station: str,
-                   data: bytes, record: NewInspection) -> None:
+                   data: bytes, record: NewInspection,
+                   active_input: tuple[InputSpec, PreparedFrame] | None) -> None:
         loop = asyncio.get_running_loop()
         try:
             with slot:
-                prepared = await loop.run_in_executor(
-                    self._decode, model.detector.prepare_bytes, data)
+                if active_input is not None and active_input[0] == model.detector.card.input:
+                    prepared = active_input[1]
+                else:
+                    prepared = await loop.run_in_executor(
+                        self._decode, model.detector.prepare_bytes, data)
                 judgement, batch = await model.batcher.submit(prepared)
             card = model.detector.card
             await self._committer.submit(NewShadowResult(
