@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     default_model: str | None = None
     auth_enabled: bool = True
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    #: Inference calls running at once per model; 0 = decide from the cores (see
+    #: `inspector.core.runtime.plan_threads`: on 2 CPU cores, 2 calls of 1 thread each).
+    inference_workers: int = Field(default=0, ge=0, le=64)
+    #: Threads inside one inference call; 0 = the cores shared evenly between the calls.
     intra_op_threads: int = Field(default=0, ge=0)
     #: Let ONNX Runtime threads spin while idle: faster alone, slower beside HTTP and decoding.
     ort_spinning: bool = False

@@ -10,6 +10,7 @@ from inspector.publish.mqtt import MqttDestination
 from inspector.publish.webhook import WebhookDestination
 from inspector.settings import Settings
 from inspector.store.db import Database
+from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,13 @@ class Publishers:
     def notify(self) -> None:
         for w in self.workers:
             w.notify()
+
+    def offer(self, pending: dict[str, list[PendingEvent]]) -> None:
+        """Rows just committed, by destination: each worker sends its own without a query."""
+        for w in self.workers:
+            events = pending.get(w.destination.name)
+            if events:
+                w.offer(events)
 
     def stop(self) -> None:
         for w in self.workers:

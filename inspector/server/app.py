@@ -67,7 +67,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
                       "configured model", d.station, ref)
     publishers = Publishers(settings, db, on_backlog=metrics.set_backlog)
     service = InspectionService(settings, registry, db, artifacts, metrics,
-                                on_commit=publishers.notify)
+                                on_commit=publishers.offer)
     service.shadow = ShadowRunner(registry, db)
     deployer = Deployer(settings, registry, db, metrics)
     deployer.restore()

@@ -1,10 +1,12 @@
-"""Dynamic micro-batching on the event loop, with the work itself in a dedicated thread.
+"""Dynamic micro-batching on the event loop, with the work itself in executor threads.
 
 Concurrent submissions are collected into one call of `fn(list_of_items)`: a batch starts as
-soon as `max_batch` items wait, or `max_delay_ms` after the first one. Only one batch runs at a
-time per batcher, so while a batch is in flight the next one fills up by itself: under load
-batches grow without any added delay. The same class batches model inference (one per model)
-and database commits (group commit: many verdicts, one transaction).
+soon as `max_batch` items wait, or `max_delay_ms` after the first one. At most `concurrency`
+batches run at a time per batcher (the executor needs that many threads), so while they are in
+flight the next one fills up by itself: under load batches grow without any added delay. The
+same class batches model inference (one per model, several calls at once on a CPU: see
+`inspector.core.runtime.plan_threads`) and database commits (one at a time: group commit, many
+verdicts in one transaction).
 
 Admission (how many items may be in flight) is bounded by `Admission`, so a flood of frames
 answers 503 instead of growing memory.
@@ -55,6 +57,7 @@ class MicroBatcher(Generic[T, R]):
         *,
         max_batch: int,
         max_delay_ms: float,
+        concurrency: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.name = name
@@ -62,7 +65,9 @@ class MicroBatcher(Generic[T, R]):
         self._executor = executor
         self.max_batch = max(1, max_batch)
         self.max_delay_s = max(0.0, max_delay_ms) / 1000.0
+        self.concurrency = max(1, concurrency)
         self._on_batch = on_batch
+        self._running: set[asyncio.Task[None]] = set()
         self._items: deque[_Pending[T, R]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +88,8 @@ class MicroBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._running:  # batches already handed to the executor finish and answer
+            await asyncio.gather(*self._running, return_exceptions=True)
         while self._items:
             item = self._items.popleft()
             if not item.future.done():
@@ -117,29 +124,37 @@ class MicroBatcher(Generic[T, R]):
         return [self._items.popleft() for _ in range(n)]
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        free = asyncio.Semaphore(self.concurrency)
         while True:
+            await free.acquire()  # collect the next batch only when it can start at once
             batch = await self._gather()
             live = [p for p in batch if not p.future.done()]  # caller may have gone away
             if not live:
+                free.release()
                 continue
-            start = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(
-                    self._executor, self._fn, [p.value for p in live]
-                )
-            except Exception as exc:
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            run_ms = (time.perf_counter() - start) * 1000.0
-            if self._on_batch is not None:
-                self._on_batch(len(live), run_ms)
-            for p, result in zip(live, results, strict=True):
+            task = asyncio.get_running_loop().create_task(self._run_batch(live))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _t: free.release())
+
+    async def _run_batch(self, live: list[_Pending[T, R]]) -> None:
+        start = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._fn, [p.value for p in live]
+            )
+        except Exception as exc:
+            for p in live:
                 if not p.future.done():
-                    info = BatchInfo((start - p.enqueued) * 1000.0, run_ms, len(live))
-                    p.future.set_result((result, info))
+                    p.future.set_exception(exc)
+            return
+        run_ms = (time.perf_counter() - start) * 1000.0
+        if self._on_batch is not None:
+            self._on_batch(len(live), run_ms)
+        for p, result in zip(live, results, strict=True):
+            if not p.future.done():
+                info = BatchInfo((start - p.enqueued) * 1000.0, run_ms, len(live))
+                p.future.set_result((result, info))
 
 
 class Admission:

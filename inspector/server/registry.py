@@ -10,6 +10,7 @@ A station may also have a shadow model (`shadows`), which judges the same frames
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from pathlib import Path
 from inspector.core.errors import InspectorError, ModelPackageError
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
-from inspector.core.runtime import RuntimeOptions
+from inspector.core.runtime import RuntimeOptions, ThreadPlan, plan_threads, uses_gpu
 from inspector.server.batcher import Admission, MicroBatcher
 from inspector.server.errors import UnknownStationError
 from inspector.settings import Settings
@@ -78,10 +79,22 @@ class ModelRegistry:
         #: startup (or the first one uploaded into an empty server); uploads never change it.
         self.implicit_ref: str | None = None
 
+    @functools.cached_property
+    def threads(self) -> ThreadPlan:
+        """Concurrent inference calls per model and threads per call (settings, else a plan
+        from the cores this process may use)."""
+        s = self.settings
+        plan = plan_threads(gpu=uses_gpu(s.providers), workers=s.inference_workers,
+                            intra_op_threads=s.intra_op_threads)
+        log.info("inference: %d concurrent call(s) per model, %s thread(s) per call",
+                 plan.workers, plan.intra_op_threads or "ORT default")
+        return plan
+
     def runtime_options(self) -> RuntimeOptions:
         """How this server runs every model (providers, threads, batch, spinning)."""
         s = self.settings
-        return RuntimeOptions(providers=s.providers, intra_op_threads=s.intra_op_threads,
+        return RuntimeOptions(providers=s.providers,
+                              intra_op_threads=self.threads.intra_op_threads,
                               max_batch=max(s.max_batch, 1), allow_spinning=s.ort_spinning)
 
     def load_package(self, path: Path) -> ServedModel:
@@ -137,9 +150,10 @@ class ModelRegistry:
 
     def _serve(self, ref: str, detector: Detector) -> ServedModel:
         s = self.settings
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{ref}")
+        workers = self.threads.workers
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"infer-{ref}")
         batcher: MicroBatcher[PreparedFrame, Judgement] = MicroBatcher(
-            f"batcher-{ref}", detector.infer, executor,
+            f"batcher-{ref}", detector.infer, executor, concurrency=workers,
             max_batch=s.max_batch, max_delay_ms=s.max_delay_ms,
             on_batch=self._on_batch(ref) if self._on_batch else None,
         )

@@ -31,6 +31,7 @@ from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database
 from inspector.store.inspections import NewInspection, new_id, record_batch
 from inspector.store.models import utcnow
+from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class InspectionService:
         db: Database,
         artifacts: ArtifactStore,
         metrics: Metrics,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[dict[str, list[PendingEvent]]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -81,9 +82,9 @@ class InspectionService:
         self._db_thread.shutdown(wait=True)
 
     def _commit(self, items: list[NewInspection]) -> list[None]:
-        record_batch(self.db, items, self._destinations)
+        pending = record_batch(self.db, items, self._destinations)
         if self._on_commit is not None:
-            self._on_commit()
+            self._on_commit(pending)
         return [None] * len(items)
 
     async def inspect(

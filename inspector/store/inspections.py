@@ -7,15 +7,19 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 
 from inspector.store.db import Database
 from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
+from inspector.store.outbox import PendingEvent
 
 ReviewLabel = Literal["defect", "good"]
 ReviewFilter = Literal["unreviewed", "reviewed", "defect", "good"]
+
+_INSPECTIONS = cast(Table, Inspection.__table__)
+_OUTBOX = cast(Table, OutboxEvent.__table__)
 
 
 def new_id() -> str:
@@ -70,27 +74,41 @@ class NewInspection:
         }
 
 
-def record_batch(db: Database, items: list[NewInspection], destinations: list[str]) -> int:
+def record_batch(
+    db: Database, items: list[NewInspection], destinations: list[str]
+) -> dict[str, list[PendingEvent]]:
     """Insert inspections and one outbox row per destination each, in a single transaction.
 
-    Returns the number of outbox rows written. One commit for the whole batch (group commit):
-    every verdict in it is durable when this returns.
+    One commit for the whole batch (group commit): every verdict in it is durable when this
+    returns. Returns the new outbox rows by destination, ids included, so the publishers can
+    send them straight away instead of reading them back. Core inserts (executemany), not ORM
+    objects: this runs for every verdict the server answers.
     """
     now = utcnow()
-    outbox = 0
+    pending: dict[str, list[PendingEvent]] = {d: [] for d in destinations}
+    if not items:
+        return pending
     with db.session() as s:
-        for item in items:
-            s.add(Inspection(**item.__dict__, review_state="unreviewed"))
-        for item in items:
-            payload = json.dumps(item.event(), separators=(",", ":"))
-            for dest in destinations:
-                s.add(OutboxEvent(
-                    node=item.node, destination=dest, inspection_id=item.id,
-                    topic=item.topic(), payload=payload, created_at=now,
-                    attempts=0, next_attempt_at=now, state="pending",
-                ))
-                outbox += 1
-    return outbox
+        conn = s.connection()
+        conn.execute(insert(_INSPECTIONS),
+                     [{**item.__dict__, "review_state": "unreviewed"} for item in items])
+        if destinations:
+            rows = []
+            for item in items:
+                payload = json.dumps(item.event(), separators=(",", ":"))
+                topic = item.topic()
+                rows += [{"node": item.node, "destination": dest, "inspection_id": item.id,
+                          "topic": topic, "payload": payload, "created_at": now, "attempts": 0,
+                          "next_attempt_at": now, "state": "pending"} for dest in destinations]
+            table = _OUTBOX
+            ids = conn.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            ).scalars().all()
+            for row, row_id in zip(rows, ids, strict=True):
+                pending[str(row["destination"])].append(PendingEvent(
+                    int(row_id), str(row["inspection_id"]), str(row["topic"]),
+                    str(row["payload"]), 0))
+    return pending
 
 
 def get_inspection(db: Database, inspection_id: str) -> Inspection | None:

@@ -48,11 +48,15 @@ def test_migrations_match_the_models(db: Database) -> None:
 
 def test_record_batch_writes_inspections_and_outbox(db: Database) -> None:
     items = [make_record(verdict="fail" if i % 2 else "pass") for i in range(6)]
-    assert record_batch(db, items, ["mqtt", "webhook:erp"]) == 12
+    written = record_batch(db, items, ["mqtt", "webhook:erp"])
+    assert sorted(written) == ["mqtt", "webhook:erp"]
+    assert [e.inspection_id for e in written["webhook:erp"]] == [i.id for i in items]
+    assert len({e.id for evs in written.values() for e in evs}) == 12
     row = get_inspection(db, items[1].id)
     assert row is not None and row.verdict == "fail" and row.created_at.tzinfo is not None
     due = outbox.fetch_due(db, "n1", "mqtt")
     assert [e.inspection_id for e in due] == [i.id for i in items]
+    assert due == written["mqtt"]  # what the publishers are handed is what the table holds
     event = json.loads(due[0].payload)
     assert event["id"] == items[0].id and due[0].topic == "inspector/l1/s1/verdict"
     assert outbox.fetch_due(db, "other-node", "mqtt") == []
