@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     #: Frames admitted per model (decoding, queued or in inference) before answering 503.
     queue_size: int = Field(default=64, ge=1)
     work_threads: int = Field(default=2, ge=1, le=64)
+    #: Threads OpenCV may use inside one decode, resize or overlay. Frames are already worked
+    #: on in parallel (`work_threads`), so 1 avoids threads waiting on each other.
+    opencv_threads: int = Field(default=1, ge=0, le=64)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=50_000_000, ge=1)
     #: Largest model package upload (POST /v1/models), and the most it may unpack to.

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import cv2
 from fastapi import FastAPI
 
 from inspector import ui
@@ -45,6 +46,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     """Open the database (migrating it), load models, wire publishers (blocking; no threads
     started yet)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cv2.setNumThreads(settings.opencv_threads)
     db = Database(settings.resolved_database_url)
     db.migrate()
     log.info("database %s ready (%s)", db.engine.url.render_as_string(hide_password=True),

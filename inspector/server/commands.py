@@ -140,8 +140,11 @@ def bench(
 ) -> None:
     """Measure images/s and latency of a package in-process and/or of a running server.
 
-    In-process: decode + resize + ONNX Runtime at batch 1 and 8. Server: N concurrent
-    clients posting the images, each waiting for its answer before sending the next.
+    In-process: decode + resize + ONNX Runtime at batch 1 and 8 (one loop, ONNX Runtime's
+    own threading), and, on a CPU with several cores, several loops sharing one session with
+    the cores split between them as the server does. Server: N concurrent clients posting the
+    images over keep-alive HTTP/1.1, each waiting for its answer before sending the next. The
+    ratio printed is the server against the best in-process figure.
 
     Examples:
 
@@ -160,9 +163,18 @@ def bench(
         raise typer.Exit(2)
     results = []
     if model_dir is not None:
+        from inspector.core.runtime import plan_threads, uses_gpu
+
         for batch in (1, 8):
             console.print(f"in-process, batch {batch}, {seconds:.0f} s ...")
             results.append(b.bench_in_process(model_dir, blobs, batch, seconds, providers))
+        # The split of the cores the server uses (several single-threaded calls on a CPU).
+        plan = plan_threads(gpu=uses_gpu(providers))  # type: ignore[arg-type]
+        if plan.workers > 1:
+            console.print(f"in-process, {plan.workers} threads, {seconds:.0f} s ...")
+            results.append(b.bench_in_process(model_dir, blobs, 1, seconds, providers,
+                                              workers=plan.workers,
+                                              intra_op_threads=plan.intra_op_threads))
     if server is not None:
         console.print(f"server {server}, {clients} clients, {seconds:.0f} s ...")
         results.append(b.bench_server(server, blobs, clients, seconds, station, key))
