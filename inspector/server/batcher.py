@@ -109,10 +109,11 @@ class MicroBatcher(Generic[T, R]):
             self._wakeup.clear()
             await self._wakeup.wait()
         if len(self._items) < self.max_batch and self.max_delay_s > 0:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.max_delay_s
+            # The delay counts from the first item's arrival, not from now: items that queued
+            # while every slot was busy have waited long enough already.
+            deadline = self._items[0].enqueued + self.max_delay_s
             while len(self._items) < self.max_batch:
-                remaining = deadline - loop.time()
+                remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
                 self._wakeup.clear()

@@ -82,6 +82,8 @@ class InspectionService:
         self._db_thread.shutdown(wait=True)
 
     def _commit(self, items: list[NewInspection]) -> list[None]:
+        if any(item.image_key for item in items):
+            self.artifacts.flush()  # the evidence is on disk before the records point at it
         pending = record_batch(self.db, items, self._destinations)
         if self._on_commit is not None:
             self._on_commit(pending)
@@ -166,7 +168,8 @@ class InspectionService:
         heat = images.encode(overlay, "jpeg", quality=85)
         saved = None
         if store:
-            saved = self.artifacts.save(rec_id, created_at, data, prepared.frame.format, heat)
+            saved = self.artifacts.save(rec_id, created_at, data, prepared.frame.format, heat,
+                                        durable=False)  # flushed in _commit, per group
         return Rendered(saved, heat)
 
     def _observe(

@@ -61,6 +61,84 @@ def test_batch_info_and_single_item_after_delay() -> None:
     assert run(main()) == (7, 1)
 
 
+def test_concurrency_runs_batches_side_by_side() -> None:
+    # Each batch waits for another one to be running: with one slot this would time out.
+    both = threading.Barrier(2, timeout=5)
+    sizes: list[int] = []
+
+    def meet(items: list[int]) -> list[int]:
+        both.wait()
+        sizes.append(len(items))
+        return items
+
+    async def main() -> list[int]:
+        with ThreadPoolExecutor(2) as pool:
+            b: MicroBatcher[int, int] = MicroBatcher("t", meet, pool, max_batch=2,
+                                                     max_delay_ms=0, concurrency=2)
+            b.start()
+            results = await asyncio.gather(*(b.submit(i) for i in range(4)))
+            await b.stop()
+        return [r for r, _info in results]
+
+    assert run(main()) == [0, 1, 2, 3]
+    assert sorted(sizes) == [2, 2]
+
+
+def test_items_that_queued_behind_a_busy_slot_start_without_the_delay() -> None:
+    """max_delay counts from the first item's arrival: frames that waited for a free slot
+    are not held back another max_delay once it frees."""
+    gate = threading.Event()
+
+    def hold_first(items: list[int]) -> list[int]:
+        gate.wait(5)
+        return items
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as pool:
+            b: MicroBatcher[int, int] = MicroBatcher("t", hold_first, pool, max_batch=8,
+                                                     max_delay_ms=300)
+            b.start()
+            first = asyncio.create_task(b.submit(0))
+            await asyncio.sleep(0.35)  # the first batch (one item) has started and is held
+            second = asyncio.create_task(b.submit(1))
+            await asyncio.sleep(0.35)  # the second item has now waited longer than max_delay
+            released = loop.time()
+            gate.set()
+            await first
+            _value, info = await second
+            waited = loop.time() - released
+            await b.stop()
+        return waited, info.size
+
+    waited, size = run(main())
+    assert size == 1
+    assert waited < 0.2  # not another 300 ms
+
+
+def test_stop_lets_running_batches_answer() -> None:
+    started = threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        started.set()
+        threading.Event().wait(0.2)
+        return items
+
+    async def main() -> int:
+        with ThreadPoolExecutor(1) as pool:
+            b: MicroBatcher[int, int] = MicroBatcher("t", slow, pool, max_batch=1,
+                                                     max_delay_ms=0)
+            b.start()
+            task = asyncio.create_task(b.submit(5))
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            await b.stop()
+            value, _info = await task
+        return value
+
+    assert run(main()) == 5
+
+
 def test_errors_reach_every_caller_in_the_batch() -> None:
     def boom(items: list[int]) -> list[int]:
         raise ImageDecodeError("bad batch")

@@ -155,6 +155,23 @@ def test_artifacts_paths_and_retention(db: Database, tmp_path: Path) -> None:
     assert not any(store.root.rglob(f"{recs[0].id}*"))
 
 
+def test_artifacts_saved_for_a_group_flush(tmp_path: Path) -> None:
+    """The server writes without per-file fsync and syncs the file system once per commit."""
+    import sys
+
+    from inspector.store import artifacts
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    rec = make_record()
+    saved = store.save(rec.id, rec.created_at, b"frame", "PNG", b"heat", durable=False)
+    store.flush()
+    assert store.path(saved.image_key).read_bytes() == b"frame"
+    assert saved.heatmap_key and store.path(saved.heatmap_key).read_bytes() == b"heat"
+    assert not list(store.root.rglob("*.tmp"))
+    if sys.platform.startswith("linux"):
+        assert artifacts._SYNCFS is not None  # one syncfs, not a whole-machine sync
+
+
 def test_sqlite_is_wal_and_durable(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     with db.engine.connect() as conn:
