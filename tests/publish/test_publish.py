@@ -184,3 +184,52 @@ def test_server_posts_signed_webhooks(tmp_path: Path) -> None:
         assert receiver.bad_signatures == 0
     finally:
         receiver.close()
+
+
+def test_offered_rows_go_out_once_without_reading_the_table(db: Database) -> None:
+    """Rows handed over in memory are sent once: the start-up scan's rows are not resent
+    when they are also offered, and later rows go out from memory with batched deletes."""
+    receiver = Receiver()
+    dest = WebhookDestination("erp", receiver.url, SECRET)
+    worker = OutboxWorker(db, "n1", dest, settle_interval_s=60.0)
+    first = record_batch(db, [record() for _ in range(3)], ["webhook:erp"])
+    dest.start()
+    try:
+        assert worker.drain_once(settle=False) == (3, 0)  # start-up: read from the table
+        worker.offer(first["webhook:erp"])  # the same rows, offered after their commit
+        later = record_batch(db, [record() for _ in range(4)], ["webhook:erp"])
+        worker.offer(later["webhook:erp"])
+        assert worker.drain_once(settle=False) == (4, 0)  # only the new ones, from memory
+        assert worker.drain_once(settle=False) == (0, 0)
+        # Delivered but not yet settled: the deletes wait for the batch.
+        assert outbox.backlog(db, "n1") == {("webhook:erp", "pending"): 7}
+        worker.drain_once(settle=True)
+        assert outbox.backlog(db, "n1") == {}
+    finally:
+        dest.stop()
+        receiver.close()
+    ids = [str(e["id"]) for e in receiver.events]
+    assert len(ids) == 7 and len(set(ids)) == 7
+
+
+def test_failed_memory_delivery_is_retried_from_the_table(db: Database) -> None:
+    receiver = Receiver(fail_first=1)
+    dest = WebhookDestination("erp", receiver.url, SECRET)
+    worker = OutboxWorker(db, "n1", dest, max_backoff_s=0.01)
+    assert worker.drain_once() == (0, 0)  # start-up scan of an empty table
+    items = [record() for _ in range(2)]
+    worker.offer(record_batch(db, items, ["webhook:erp"])["webhook:erp"])
+    dest.start()
+    try:
+        delivered, failed = worker.drain_once()
+        assert failed == 1 and delivered == 1  # one 500, one accepted
+        for _ in range(20):
+            time.sleep(0.03)
+            worker.drain_once()
+            if len(receiver.events) == 2:
+                break
+    finally:
+        dest.stop()
+        receiver.close()
+    assert sorted(str(e["id"]) for e in receiver.events) == sorted(i.id for i in items)
+    assert outbox.backlog(db, "n1") == {}
