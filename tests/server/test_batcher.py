@@ -84,6 +84,29 @@ def test_concurrency_runs_batches_side_by_side() -> None:
     assert sorted(sizes) == [2, 2]
 
 
+def test_a_burst_is_shared_between_idle_slots() -> None:
+    """8 frames arriving together on 2 idle slots run as 4 + 4 at the same time."""
+    both = threading.Barrier(2, timeout=5)
+    sizes: list[int] = []
+
+    def meet(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        both.wait()  # each batch only finishes once the other one runs beside it
+        return items
+
+    async def main() -> list[int]:
+        with ThreadPoolExecutor(2) as pool:
+            b: MicroBatcher[int, int] = MicroBatcher("t", meet, pool, max_batch=8,
+                                                     max_delay_ms=20, concurrency=2)
+            b.start()
+            results = await asyncio.gather(*(b.submit(i) for i in range(8)))
+            await b.stop()
+        return [r for r, _info in results]
+
+    assert run(main()) == list(range(8))
+    assert sizes == [4, 4]
+
+
 def test_items_that_queued_behind_a_busy_slot_start_without_the_delay() -> None:
     """max_delay counts from the first item's arrival: frames that waited for a free slot
     are not held back another max_delay once it frees."""
