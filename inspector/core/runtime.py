@@ -71,8 +71,9 @@ def available_cores() -> int:
 
 
 def uses_gpu(choice: ProviderChoice = "auto") -> bool:
-    """Whether `choose_providers(choice)` will put the model on a GPU."""
-    return choose_providers(choice)[0] != "CPUExecutionProvider"
+    """Whether `choose_providers(choice)` will put the model on a GPU (without its log line)."""
+    return choice != "cpu" and cuda_device_count() > 0 and (
+        "CUDAExecutionProvider" in ort.get_available_providers())
 
 
 @dataclass(frozen=True)
