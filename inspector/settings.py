@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     inference_workers: int = Field(default=0, ge=0, le=64)
     #: Threads inside one inference call; 0 = the cores shared evenly between the calls.
     intra_op_threads: int = Field(default=0, ge=0)
+    #: With one single-threaded inference call per core (on a CPU), keep each on its own core.
+    pin_inference_threads: bool = True
     #: Let ONNX Runtime threads spin while idle: faster alone, slower beside HTTP and decoding.
     ort_spinning: bool = False
     max_batch: int = Field(default=8, ge=1, le=256)

@@ -20,7 +20,13 @@ from pathlib import Path
 from inspector.core.errors import InspectorError, ModelPackageError
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
-from inspector.core.runtime import RuntimeOptions, ThreadPlan, plan_threads, uses_gpu
+from inspector.core.runtime import (
+    CorePinner,
+    RuntimeOptions,
+    ThreadPlan,
+    plan_threads,
+    uses_gpu,
+)
 from inspector.server.batcher import Admission, MicroBatcher
 from inspector.server.errors import UnknownStationError
 from inspector.settings import Settings
@@ -150,8 +156,14 @@ class ModelRegistry:
 
     def _serve(self, ref: str, detector: Detector) -> ServedModel:
         s = self.settings
-        workers = self.threads.workers
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"infer-{ref}")
+        plan = self.threads
+        workers = plan.workers
+        pinner = CorePinner()
+        pin = (s.pin_inference_threads and plan.intra_op_threads == 1
+               and detector.model.provider == "CPUExecutionProvider"
+               and workers == len(pinner.cores))
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"infer-{ref}",
+                                      initializer=pinner if pin else None)
         batcher: MicroBatcher[PreparedFrame, Judgement] = MicroBatcher(
             f"batcher-{ref}", detector.infer, executor, concurrency=workers,
             max_batch=s.max_batch, max_delay_ms=s.max_delay_ms,

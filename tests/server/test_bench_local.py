@@ -44,3 +44,28 @@ def test_server_bench_counts_connection_failures() -> None:
     assert r.images == 0 and r.errors > 0 and "ConnectionRefusedError" in r.error_statuses
     with pytest.raises(ValueError, match="http://"):
         bench_server("https://example.invalid", [good_frame()], seconds=0.1)
+
+
+def test_core_pinner_gives_each_thread_its_own_core() -> None:
+    import os
+    import sys
+    import threading
+
+    from inspector.core.runtime import CorePinner
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("thread affinity is Linux-only")
+    pinner = CorePinner()
+    seen: list[set[int]] = []
+
+    def pinned() -> None:
+        pinner()
+        seen.append(os.sched_getaffinity(0))
+
+    for _ in range(len(pinner.cores)):
+        t = threading.Thread(target=pinned)
+        t.start()
+        t.join()
+    assert all(len(s) == 1 for s in seen)
+    assert set().union(*seen) == set(pinner.cores)  # one thread per core, in turn
+    assert os.sched_getaffinity(0) == set(pinner.cores)  # the caller itself is untouched
