@@ -109,7 +109,10 @@ class MicroBatcher(Generic[T, R]):
         while not self._items:
             self._wakeup.clear()
             await self._wakeup.wait()
-        if len(self._items) < self.max_batch and self.max_delay_s > 0:
+        idle = max(1, self.concurrency - self._busy)  # slots free now, this one included
+        # Waiting to fill a batch only pays on the last free slot: while another slot is idle,
+        # the next frame can start there at once.
+        if idle == 1 and len(self._items) < self.max_batch and self.max_delay_s > 0:
             # The delay counts from the first item's arrival, not from now: items that queued
             # while every slot was busy have waited long enough already.
             deadline = self._items[0].enqueued + self.max_delay_s
@@ -125,7 +128,6 @@ class MicroBatcher(Generic[T, R]):
         # Share what waits between the idle slots (this one included): 8 frames arriving
         # together on 2 slots run as 4 + 4 side by side, not 8 on one slot while the other
         # idles.
-        idle = max(1, self.concurrency - self._busy)
         n = min(self.max_batch, -(-len(self._items) // idle))
         return [self._items.popleft() for _ in range(n)]
 

@@ -107,6 +107,19 @@ def test_a_burst_is_shared_between_idle_slots() -> None:
     assert sizes == [4, 4]
 
 
+def test_no_batching_delay_while_another_slot_is_idle() -> None:
+    async def main() -> float:
+        with ThreadPoolExecutor(2) as pool:
+            b: MicroBatcher[int, int] = MicroBatcher("t", lambda xs: xs, pool, max_batch=8,
+                                                     max_delay_ms=500, concurrency=2)
+            b.start()
+            _value, info = await b.submit(1)
+            await b.stop()
+        return info.queue_ms
+
+    assert run(main()) < 250  # not held for max_delay: the other slot could take a next frame
+
+
 def test_items_that_queued_behind_a_busy_slot_start_without_the_delay() -> None:
     """max_delay counts from the first item's arrival: frames that waited for a free slot
     are not held back another max_delay once it frees."""
