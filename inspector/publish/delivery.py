@@ -110,7 +110,11 @@ class OutboxWorker:
         self._wake.set()
         self._thread.join(timeout)
         if not self._thread.is_alive():
-            self._flush_settled()
+            try:
+                self._flush_settled()
+            except Exception as exc:  # the rows stay and are sent again after a restart
+                log.warning("%s: could not settle delivered rows at shutdown: %s",
+                            self.destination.name, exc)
         self.destination.stop()
 
     def notify(self) -> None:

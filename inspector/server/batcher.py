@@ -67,8 +67,8 @@ class MicroBatcher(Generic[T, R]):
         self.max_delay_s = max(0.0, max_delay_ms) / 1000.0
         self.concurrency = max(1, concurrency)
         self._on_batch = on_batch
+        #: Batches running now (at most `concurrency`).
         self._running: set[asyncio.Task[None]] = set()
-        self._busy = 0  # batches running now
         self._items: deque[_Pending[T, R]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -109,7 +109,7 @@ class MicroBatcher(Generic[T, R]):
         while not self._items:
             self._wakeup.clear()
             await self._wakeup.wait()
-        idle = max(1, self.concurrency - self._busy)  # slots free now, this one included
+        idle = max(1, self.concurrency - len(self._running))  # free slots, this one included
         # Waiting to fill a batch only pays on the last free slot: while another slot is idle,
         # the next frame can start there at once.
         if idle == 1 and len(self._items) < self.max_batch and self.max_delay_s > 0:
@@ -136,7 +136,6 @@ class MicroBatcher(Generic[T, R]):
 
         def done(task: asyncio.Task[None]) -> None:
             self._running.discard(task)
-            self._busy -= 1
             free.release()
 
         while True:
@@ -146,7 +145,6 @@ class MicroBatcher(Generic[T, R]):
             if not live:
                 free.release()
                 continue
-            self._busy += 1
             task = asyncio.get_running_loop().create_task(self._run_batch(live))
             self._running.add(task)
             task.add_done_callback(done)

@@ -24,6 +24,7 @@ from inspector.core.runtime import (
     CorePinner,
     RuntimeOptions,
     ThreadPlan,
+    available_cores,
     plan_threads,
     uses_gpu,
 )
@@ -158,12 +159,11 @@ class ModelRegistry:
         s = self.settings
         plan = self.threads
         workers = plan.workers
-        pinner = CorePinner()
         pin = (s.pin_inference_threads and plan.intra_op_threads == 1
                and detector.model.provider == "CPUExecutionProvider"
-               and workers == len(pinner.cores))
+               and workers == available_cores())
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"infer-{ref}",
-                                      initializer=pinner if pin else None)
+                                      initializer=CorePinner() if pin else None)
         batcher: MicroBatcher[PreparedFrame, Judgement] = MicroBatcher(
             f"batcher-{ref}", detector.infer, executor, concurrency=workers,
             max_batch=s.max_batch, max_delay_ms=s.max_delay_ms,

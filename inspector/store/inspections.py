@@ -100,9 +100,8 @@ def record_batch(
                 rows += [{"node": item.node, "destination": dest, "inspection_id": item.id,
                           "topic": topic, "payload": payload, "created_at": now, "attempts": 0,
                           "next_attempt_at": now, "state": "pending"} for dest in destinations]
-            table = _OUTBOX
             ids = conn.execute(
-                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+                insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), rows
             ).scalars().all()
             for row, row_id in zip(rows, ids, strict=True):
                 pending[str(row["destination"])].append(PendingEvent(
