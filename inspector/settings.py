@@ -113,6 +113,27 @@ class Settings(BaseSettings):
     opencv_threads: int = Field(default=1, ge=0, le=64)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=50_000_000, ge=1)
+    #: Longest side a frame may have, in pixels (checked from the header, before decoding).
+    #: OpenCV's JPEG codec stops at 65,500 px per side; most line cameras stay under 16,384.
+    max_side: int = Field(default=16_384, ge=16, le=65_500)
+    #: Memory that frames in flight may hold at once (body + decoded pixels + working copies),
+    #: in bytes. A frame that does not fit waits for no one: it answers 503 + Retry-After.
+    max_inflight_bytes: int = Field(default=1024**3, ge=16 * 1024**2)
+    #: Frames over this many pixels are decoded on their own single thread, so a few huge
+    #: frames cannot hold up normal frames from other stations.
+    heavy_frame_pixels: int = Field(default=12_000_000, ge=1)
+    #: Refuse frames whose decoder reports corrupt data (400). False: judge what decodes,
+    #: for cameras known to send slightly broken JPEGs.
+    strict_decode: bool = True
+    #: Seconds a client may take to send a request's headers, and between chunks of its body.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    #: Open connections at most; beyond this new requests answer 503.
+    max_connections: int = Field(default=1000, ge=8)
+    #: Retry-After (seconds) sent with 503 answers while the database is unavailable.
+    db_retry_after_s: int = Field(default=5, ge=1, le=3600)
     #: Largest model package upload (POST /v1/models), and the most it may unpack to.
     max_package_bytes: int = Field(default=2 * 1024**3, ge=1024)
     #: Fraction of passing frames whose image and heatmap are stored (every fail is stored).

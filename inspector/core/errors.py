@@ -43,3 +43,9 @@ class DatasetError(InspectorError):
     """A data set folder that does not follow a supported layout."""
 
     status_code = 422
+
+
+class InvalidTextError(InspectorError):
+    """A text field (part id, note, defect type) holding control characters or too long."""
+
+    status_code = 422

@@ -117,6 +117,21 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Comma-separated station names a camera key may post for; None = any station.
+    stations: Mapped[str | None] = mapped_column(String(1024))
+
+
+class UiSessionRow(Base):
+    """A sign-in to the review pages; signing out sets `revoked_at` (server-side revocation)."""
+
+    __tablename__ = "ui_sessions"
+
+    #: Random session id carried in the signed cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxEvent(Base):
