@@ -19,11 +19,13 @@ from inspector.store.db import Database
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name (recorded as reviewer) and role."""
+    """Who is calling: the key's name (recorded as reviewer), role, and for a station-scoped
+    camera key the stations it may post for (None = any)."""
 
     name: str
     role: str
     key_prefix: str | None
+    stations: tuple[str, ...] | None = None
 
 
 ANONYMOUS_ADMIN = Principal(name="anonymous", role="admin", key_prefix=None)
@@ -53,7 +55,7 @@ class KeyCache:
         if found:
             return cached
         info = keys.verify_key(self.db, key)
-        principal = Principal(info.name, info.role, info.prefix) if info else None
+        principal = Principal(info.name, info.role, info.prefix, info.stations) if info else None
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -73,6 +75,18 @@ def bearer_token(header: str | None) -> str:
         raise AuthenticationError("malformed Authorization header",
                                   hint="use the form `Authorization: Bearer <key>`")
     return token.strip()
+
+
+def check_station(principal: Principal, station: str | None) -> Principal:
+    """Pass through unless a station-scoped key posts for a station outside its list."""
+    if principal.stations is None or station is None or station in principal.stations:
+        return principal
+    raise ForbiddenError(
+        f"key {principal.key_prefix} ({principal.name}) may post only for station(s) "
+        f"{', '.join(principal.stations)}, not {station}",
+        hint="post with a key made for this station: `inspector keys create --role camera "
+             f"--station {station}`",
+    )
 
 
 def check_role(principal: Principal, allowed: tuple[str, ...]) -> Principal:

@@ -81,34 +81,46 @@ def serve(
 def keys_create(
     role: Annotated[str, typer.Option(help="camera, reviewer or admin.")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")] = "",
+    station: Annotated[list[str] | None, typer.Option(
+        help="Camera keys only: a station this key may post for (repeat for several); "
+             "without it the key posts for any station.")] = None,
     config: ConfigOpt = None,
     data_dir: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Create an API key; the key is printed once, as the last line.
 
-    Example: KEY=$(inspector keys create --role camera --name cam-3 | tail -n1)
+    Example: KEY=$(inspector keys create --role camera --name cam-3 --station press-1 | tail -n1)
     """
-    from inspector.store.keys import ROLES, create_key
+    from inspector.store.keys import ROLES, create_key, normalise_stations
 
     if role not in ROLES:
         console.print(f"[red]error:[/red] unknown role {role!r}: use {', '.join(ROLES)}")
         raise typer.Exit(2)
-    info, key = create_key(_database(config, data_dir, database_url), role, name)
-    console.print(f"created {info.role} key {info.prefix} ({info.name}); store it now, it is "
-                  "not shown again", highlight=False)
+    try:
+        stations = normalise_stations(station)
+        if stations is not None and role != "camera":
+            raise ValueError(f"--station limits camera keys only, not {role} keys: leave it out")
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    info, key = create_key(_database(config, data_dir, database_url), role, name, stations)
+    scope = f" for station(s) {', '.join(info.stations)}" if info.stations else ""
+    console.print(f"created {info.role} key {info.prefix} ({info.name}){scope}; store it now, "
+                  "it is not shown again", highlight=False)
     print(key)
 
 
 @keys_app.command("list")
 def keys_list(config: ConfigOpt = None, data_dir: DataOpt = None,
               database_url: DbOpt = None) -> None:
-    """List keys (prefix, role, name, revoked); never the secrets."""
+    """List keys (prefix, role, name, stations, revoked); never the secrets."""
     from inspector.store.keys import list_keys
 
-    table = Table("prefix", "role", "name", "revoked")
+    table = Table("prefix", "role", "name", "stations", "revoked")
     for k in list_keys(_database(config, data_dir, database_url)):
-        table.add_row(k.prefix, k.role, k.name, "yes" if k.revoked else "")
+        table.add_row(k.prefix, k.role, k.name, ",".join(k.stations) if k.stations else "any",
+                      "yes" if k.revoked else "")
     Console().print(table)
 
 

@@ -10,7 +10,14 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from inspector.publish.manager import Publishers
-from inspector.server.auth import ANONYMOUS_ADMIN, KeyCache, Principal, bearer_token, check_role
+from inspector.server.auth import (
+    ANONYMOUS_ADMIN,
+    KeyCache,
+    Principal,
+    bearer_token,
+    check_role,
+    check_station,
+)
 from inspector.server.deployer import Deployer
 from inspector.server.errors import AuthenticationError
 from inspector.server.metrics import Metrics
@@ -51,26 +58,38 @@ async def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
+async def _authenticate(request: Request, roles: tuple[str, ...]) -> Principal:
+    services = get_services(request)
+    if not services.settings.auth_enabled:
+        return ANONYMOUS_ADMIN
+    token = bearer_token(request.headers.get("authorization"))
+    found, principal = services.keys.peek(token)
+    if not found:
+        # A database outage raises here and leaves as 503 + Retry-After (errors.py).
+        principal = await run_in_threadpool(services.keys.lookup, token)
+    if principal is None:
+        raise AuthenticationError("unknown or revoked API key",
+                                  hint="check the key, or create one with "
+                                       "`inspector keys create --role ROLE`")
+    return check_role(principal, roles)
+
+
 def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the bearer key and checks its role."""
 
     async def dependency(request: Request) -> Principal:
-        services = get_services(request)
-        if not services.settings.auth_enabled:
-            return ANONYMOUS_ADMIN
-        token = bearer_token(request.headers.get("authorization"))
-        found, principal = services.keys.peek(token)
-        if not found:
-            principal = await run_in_threadpool(services.keys.lookup, token)
-        if principal is None:
-            raise AuthenticationError("unknown or revoked API key",
-                                      hint="check the key, or create one with "
-                                           "`inspector keys create --role ROLE`")
-        return check_role(principal, roles)
+        return await _authenticate(request, roles)
 
     return dependency
 
 
-CameraDep = Annotated[Principal, Depends(require("camera", "admin"))]
+async def _camera(request: Request) -> Principal:
+    """A camera (or admin) key; a station-scoped key only for its own stations (the
+    `station` query parameter; a missing one is left to the route's validation)."""
+    principal = await _authenticate(request, ("camera", "admin"))
+    return check_station(principal, request.query_params.get("station"))
+
+
+CameraDep = Annotated[Principal, Depends(_camera)]
 ReaderDep = Annotated[Principal, Depends(require("reviewer", "admin"))]
 AdminDep = Annotated[Principal, Depends(require("admin"))]

@@ -2,17 +2,22 @@
 
 Body shape: `{"error": {"status": 413, "type": "ImageTooLargeError", "message": "...",
 "hint": "..."}}`. Bad input is always a 4xx; a 500 means a bug and names a log reference.
+An unreachable database is a 503 with Retry-After wherever it surfaces (key lookup, a query,
+a commit), logged as one warning line, never a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inspector.core.errors import InspectorError
@@ -61,16 +66,72 @@ class ServerBusyError(InspectorError):
 
 
 class ServiceUnavailableError(InspectorError):
+    """A dependency (the database, the model registry) is unavailable; retry later.
+
+    `retry_after_s` None: the answer carries the server's `db_retry_after_s`."""
+
     status_code = 503
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after_s: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+#: Retry-After for database outages when the app has no settings to ask (tests, startup).
+DEFAULT_DB_RETRY_AFTER_S = 5
+#: At most one "database unavailable" warning per this many seconds; the rest are counted.
+_DB_WARN_EVERY_S = 10.0
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached (down, restarting, connection
+    dropped, pool exhausted), as opposed to a statement the database refused."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError)
+
+
+class _WarnOnce:
+    """Logs the first database-unavailable warning, then one per interval with a count."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last = float("-inf")
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.every_s:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("database unavailable on %s %s: %s: %s%s", request.method,
+                    request.url.path, type(exc).__name__, reason[0] if reason else "",
+                    f" ({suppressed} more such answers since the last warning)"
+                    if suppressed else "")
 
 
 def error_body(status: int, kind: str, message: str, hint: str | None = None) -> dict[str, object]:
     return {"error": {"status": status, "type": kind, "message": message, "hint": hint}}
 
 
-def _headers(exc: InspectorError) -> dict[str, str]:
+def _db_retry_after(request: Request) -> int:
+    services = getattr(request.app.state, "services", None)
+    settings = getattr(services, "settings", None)
+    return int(getattr(settings, "db_retry_after_s", DEFAULT_DB_RETRY_AFTER_S))
+
+
+def _headers(request: Request, exc: InspectorError) -> dict[str, str]:
     if isinstance(exc, ServerBusyError):
         return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, ServiceUnavailableError):
+        after = exc.retry_after_s if exc.retry_after_s is not None else _db_retry_after(request)
+        return {"Retry-After": str(after)}
     if isinstance(exc, AuthenticationError):
         return {"WWW-Authenticate": "Bearer"}
     return {}
@@ -91,7 +152,23 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
         return JSONResponse(
             error_body(exc.status_code, type(exc).__name__, exc.message, exc.hint),
             status_code=exc.status_code,
-            headers=_headers(exc),
+            headers=_headers(request, exc),
+        )
+
+    warn_db = _WarnOnce(_DB_WARN_EVERY_S)
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+        if not database_unavailable(exc):
+            return _internal(request, exc)
+        count(503)
+        warn_db(request, exc)
+        return JSONResponse(
+            error_body(503, "DatabaseUnavailableError",
+                       "the database is unavailable; nothing was changed by this request",
+                       "retry after the Retry-After seconds; check the database (see /readyz)"),
+            status_code=503,
+            headers={"Retry-After": str(_db_retry_after(request))},
         )
 
     @app.exception_handler(RequestValidationError)
@@ -117,13 +194,17 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    def _internal(request: Request, exc: BaseException) -> JSONResponse:
         count(500)
         ref = uuid.uuid4().hex[:12]
-        log.exception("unhandled error ref=%s on %s %s", ref, request.method, request.url.path)
+        log.error("unhandled error ref=%s on %s %s", ref, request.method, request.url.path,
+                  exc_info=exc)
         return JSONResponse(
             error_body(500, "InternalError", f"internal error (log reference {ref})",
                        "this is a bug: report it with the log reference"),
             status_code=500,
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _internal(request, exc)
