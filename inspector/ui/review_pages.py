@@ -11,6 +11,8 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from inspector.core.errors import InvalidTextError
+from inspector.core.text import check_text
 from inspector.server.schemas import DEFECT_TYPE
 from inspector.store import inspections as store
 from inspector.store import reviews
@@ -149,7 +151,12 @@ def review(
                       message="This form expired or did not come from this site. "
                               "Reload the page and try again.")
     try:
+        check_text(defect_type, "defect type", max_length=100)
+        check_text(new_type, "new defect type", max_length=100)
+        check_text(note, "note", max_length=2000, multiline=True)
         kind = normalise_defect_type(new_type or defect_type) if decision == "defect" else None
+    except InvalidTextError as exc:
+        return _part_page(request, inspection_id, exc.status_code, str(exc))
     except ValueError as exc:
         return _part_page(request, inspection_id, 400, str(exc))
     db = services(request).db

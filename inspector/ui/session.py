@@ -1,10 +1,13 @@
-"""Signed session cookies and CSRF tokens for the review pages (no server-side session store).
+"""Signed session cookies, their server-side rows, and CSRF tokens for the review pages.
 
-A session is a small JSON payload (key prefix, name, role, CSRF token, issue time) signed with
-HMAC-SHA256 and sent as an HttpOnly, SameSite=Strict cookie. The API key itself never goes
-into the cookie: each request re-checks by prefix that the key still exists and is not
-revoked, so revoking a key signs its holder out. Forms carry the session's CSRF token; the
-sign-in form, which has no session yet, uses a double-submit cookie.
+A session is a small JSON payload (key prefix, name, role, CSRF token, issue time, session id)
+signed with HMAC-SHA256 and sent as an HttpOnly, SameSite=Strict cookie. Each sign-in also
+writes a `ui_sessions` row under a random id; signing out marks the row revoked, so a copy of
+the old cookie stops working at once instead of living on until it expires. The API key
+itself never goes into the cookie: each request re-checks the session row and, by prefix, that
+the key still exists and is not revoked, so revoking a key signs its holder out too. Forms
+carry the session's CSRF token; the sign-in form, which has no session yet, uses a
+double-submit cookie.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import os
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from inspector.settings import Settings
 from inspector.store.db import Database
-from inspector.store.models import ApiKey
+from inspector.store.models import ApiKey, UiSessionRow
 
 SESSION_COOKIE = "insp_session"
 LOGIN_CSRF_COOKIE = "insp_login_csrf"
@@ -41,6 +45,9 @@ class UiSession:
     key_prefix: str | None
     csrf: str
     issued_at: int
+    #: Id of the session's `ui_sessions` row (None only in cookies made before rows existed,
+    #: which are refused).
+    sid: str | None = None
 
 
 def new_token() -> str:
@@ -109,14 +116,49 @@ def _read_or_create(path: Path) -> bytes:
     return secret.encode("ascii")
 
 
-def key_still_valid(db: Database, session: UiSession) -> bool:
-    """True while the session's API key exists, is not revoked and keeps a review role."""
-    if session.key_prefix is None:
-        return False
+def start_session(db: Database, session: UiSession, max_age_s: float) -> UiSession:
+    """Record a sign-in: a `ui_sessions` row under a new random id, returned in the session.
+    Rows past their expiry are swept on the way (cheap: `expires_at` is indexed)."""
+    now = datetime.now(UTC)
+    sid = secrets.token_urlsafe(32)
     with db.session() as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.prefix == session.key_prefix))
-        return (row is not None and row.revoked_at is None and row.role in UI_ROLES
-                and row.role == session.role)
+        s.execute(delete(UiSessionRow).where(UiSessionRow.expires_at < now))
+        s.add(UiSessionRow(id=sid, key_prefix=session.key_prefix, created_at=now,
+                           expires_at=now + timedelta(seconds=max_age_s)))
+    return UiSession(name=session.name, role=session.role, key_prefix=session.key_prefix,
+                     csrf=session.csrf, issued_at=session.issued_at, sid=sid)
+
+
+def end_session(db: Database, session: UiSession) -> None:
+    """Sign-out: mark the session's row revoked (the cookie is refused from now on)."""
+    if session.sid is None:
+        return
+    with db.session() as s:
+        s.execute(update(UiSessionRow)
+                  .where(UiSessionRow.id == session.sid, UiSessionRow.revoked_at.is_(None))
+                  .values(revoked_at=datetime.now(UTC)))
+
+
+def key_still_valid(db: Database, session: UiSession) -> bool:
+    """True while the session's row exists, is neither revoked nor expired, and (when it was
+    made with a key) that API key exists, is not revoked and keeps the same review role."""
+    if session.sid is None:
+        return False
+    query = (select(UiSessionRow, ApiKey)
+             .outerjoin(ApiKey, ApiKey.prefix == UiSessionRow.key_prefix)
+             .where(UiSessionRow.id == session.sid))
+    with db.session() as s:
+        found = s.execute(query).first()
+    if found is None:
+        return False
+    row, key = found
+    if (row.revoked_at is not None or row.expires_at <= datetime.now(UTC)
+            or row.key_prefix != session.key_prefix):
+        return False
+    if session.key_prefix is None:  # signed in while auth was off
+        return True
+    return (key is not None and key.revoked_at is None and key.role in UI_ROLES
+            and key.role == session.role)
 
 
 def same_token(expected: str | None, given: str | None) -> bool:

@@ -14,8 +14,10 @@ from inspector.ui.session import (
     SESSION_COOKIE,
     UI_ROLES,
     UiSession,
+    end_session,
     new_token,
     same_token,
+    start_session,
 )
 from inspector.ui.web import (
     anonymous_session,
@@ -77,9 +79,10 @@ async def login(
         session = UiSession(name=principal.name, role=principal.role,
                             key_prefix=principal.key_prefix, csrf=new_token(),
                             issued_at=int(time.time()))
+    max_age_s = settings.session_max_age_h * 3600
+    session = await run_in_threadpool(start_session, services(request).db, session, max_age_s)
     response = RedirectResponse(safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, signer(request).dumps(session),
-                        max_age=int(settings.session_max_age_h * 3600),
+    response.set_cookie(SESSION_COOKIE, signer(request).dumps(session), max_age=int(max_age_s),
                         **_cookie_args(request))  # type: ignore[arg-type]
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui")
     return response
@@ -87,10 +90,13 @@ async def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """End the session on the server too: a copy of the cookie is refused from now on."""
     session = current_session(request)
-    if session is not None and not same_token(session.csrf, csrf):
-        return render(request, "error.html", session, status=403,
-                      message="This form expired. Reload the page and try again.")
+    if session is not None:
+        if not same_token(session.csrf, csrf):
+            return render(request, "error.html", session, status=403,
+                          message="This form expired. Reload the page and try again.")
+        end_session(services(request).db, session)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/ui")
     return response

@@ -87,13 +87,14 @@ def signer(request: Request) -> SessionSigner:
 
 
 def current_session(request: Request) -> UiSession | None:
-    """The signed-in reviewer, or None (no cookie, bad signature, expired, key revoked)."""
+    """The signed-in reviewer, or None (no cookie, bad signature, expired, signed out, key
+    revoked). Every review page starts here: it is the one place sessions are checked."""
     session = signer(request).loads(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
     svc = get_services(request)
-    if session.key_prefix is None:  # signed in while auth was off: not once it is back on
-        return None if svc.settings.auth_enabled else session
+    if session.key_prefix is None and svc.settings.auth_enabled:
+        return None  # signed in while auth was off: not once it is back on
     return session if key_still_valid(svc.db, session) else None
 
 
