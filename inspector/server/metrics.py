@@ -7,6 +7,11 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _MS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000)
+#: Distinct station labels kept on per-station series; later stations share OTHER_STATION.
+#: With one model and no station map, any station name is accepted, so without this cap a
+#: camera could grow the metrics without bound by inventing names.
+MAX_STATION_LABELS = 256
+OTHER_STATION = "_other"
 
 
 class Metrics:
@@ -43,6 +48,16 @@ class Metrics:
             "inspector_artifacts_written", "Inspections whose image and heatmap were stored.",
             registry=r,
         )
+        self._stations: set[str] = set()
+
+    def count_verdict(self, station: str, verdict: str) -> None:
+        """Count one verdict under its station's label (capped: see MAX_STATION_LABELS)."""
+        if station not in self._stations:
+            if len(self._stations) >= MAX_STATION_LABELS:
+                station = OTHER_STATION
+            else:
+                self._stations.add(station)
+        self.inspections.labels(station=station, verdict=verdict).inc()
 
     def track_queue(self, model: str, depth: Callable[[], int]) -> None:
         """Report a model's in-flight count at scrape time."""
