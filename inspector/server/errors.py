@@ -13,10 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -114,6 +116,25 @@ class _WarnOnce:
                     request.url.path, type(exc).__name__, reason[0] if reason else "",
                     f" ({suppressed} more such answers since the last warning)"
                     if suppressed else "")
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    type: str
+    message: str
+    hint: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what went wrong and what to do about it."""
+
+    error: ErrorDetail
+
+
+def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each status with its description and the error body."""
+    return {status: {"description": text, "model": ErrorBody}
+            for status, text in sorted(described.items())}
 
 
 def error_body(status: int, kind: str, message: str, hint: str | None = None) -> dict[str, object]:

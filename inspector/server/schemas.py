@@ -5,13 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from inspector.core.errors import InvalidTextError
+from inspector.core.text import check_text
 from inspector.settings import SAFE_NAME
 from inspector.store.models import Inspection, Review
 
 #: Defect type names become folder names in dataset exports: keep them plain.
 DEFECT_TYPE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+NOTE_MAX_CHARS = 2000
+
+
+def clean_text(value: str | None, field: str, *, max_length: int,
+               multiline: bool = False) -> str | None:
+    """`check_text` for a pydantic validator: its message (and hint) as a ValueError, so
+    the answer is the usual 422 naming the field."""
+    try:
+        return check_text(value, field, max_length=max_length, multiline=multiline)
+    except InvalidTextError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ModelRef(BaseModel):
@@ -99,7 +112,18 @@ class InspectionPage(BaseModel):
 class ReviewIn(BaseModel):
     label: Literal["defect", "good"]
     defect_type: str | None = Field(default=None, pattern=DEFECT_TYPE)
-    note: str | None = Field(default=None, max_length=2000)
+    #: Free text; tabs and line breaks are fine, other control characters (NUL) are refused.
+    note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
+
+    @field_validator("defect_type")
+    @classmethod
+    def _plain_defect_type(cls, v: str | None) -> str | None:
+        return clean_text(v, "defect_type", max_length=64)
+
+    @field_validator("note")
+    @classmethod
+    def _printable_note(cls, v: str | None) -> str | None:
+        return clean_text(v, "note", max_length=NOTE_MAX_CHARS, multiline=True)
 
 
 class ReviewOut(BaseModel):
@@ -141,6 +165,11 @@ class DeployIn(BaseModel):
     model: str = Field(min_length=1, max_length=130)
     #: active answers the station; shadow judges the same frames on the side and only records.
     mode: Literal["active", "shadow"] = "active"
+
+    @field_validator("model")
+    @classmethod
+    def _printable_model(cls, v: str) -> str:
+        return clean_text(v, "model", max_length=130) or v
 
 
 class DeployOut(BaseModel):

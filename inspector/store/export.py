@@ -34,6 +34,8 @@ from inspector.store.models import Inspection, Review, utcnow
 GOOD = "good"
 UNTYPED = "defect"
 _FOLDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Cell starts a spreadsheet reads as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MANIFEST_FIELDS = ("inspection_id", "label", "defect_type", "file", "reviewer", "reviewed_at",
                    "inspected_at", "station", "part_id", "verdict", "score", "model", "source",
                    "source_file")
@@ -80,6 +82,15 @@ class ExportResult:
     counts: dict[str, int]
     #: Inspections chosen whose frame was no longer stored (retention) or never stored.
     missing: list[str] = field(default_factory=list)
+
+
+def csv_cell(value: object) -> object:
+    """A manifest cell safe to open in a spreadsheet: text that would start a formula
+    (`=`, `+`, `-`, `@`, tab, CR) gets a leading `'`, as OWASP advises. Numbers stay numbers
+    (a negative score is a number, not a formula)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def folder_for(label: str, defect_type: str | None) -> str:
@@ -208,4 +219,4 @@ def _write_manifests(root: Path, q: ExportQuery, items: list[ExportItem],
     with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
-        writer.writerows(asdict(i) for i in items)
+        writer.writerows({k: csv_cell(v) for k, v in asdict(i).items()} for i in items)

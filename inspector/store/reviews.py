@@ -15,6 +15,9 @@ from sqlalchemy import Select, func, select
 from inspector.store.db import Database
 from inspector.store.models import Inspection, Review
 
+#: Highest queue page asked for: beyond it (or at 0 and below) the page is clamped, so a
+#: hand-typed `?page=99999999999999999999` shows an empty page instead of overflowing OFFSET.
+MAX_PAGE = 1_000_000
 QueueState = Literal["awaiting", "reviewed", "all"]
 QueueVerdict = Literal["fail", "pass", "any"]
 
@@ -128,12 +131,14 @@ def _queue_stmt(q: QueueQuery) -> Select[Inspection]:
 
 def queue_page(db: Database, q: QueueQuery, page: int, per_page: int
                ) -> tuple[list[Inspection], int]:
-    """One page (1-based) of the queue and the total number of parts in it."""
+    """One page (1-based, clamped to 1..MAX_PAGE) of the queue and the total number of parts
+    in it."""
     stmt = _queue_stmt(q)
+    page = min(max(page, 1), MAX_PAGE)
     with db.session() as s:
         total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = list(s.scalars(stmt.order_by(Inspection.id.desc())
-                              .offset((max(page, 1) - 1) * per_page).limit(per_page)))
+                              .offset((page - 1) * per_page).limit(per_page)))
     return rows, int(total)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -9,6 +12,27 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from inspector.server.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
+
+#: An absolute path (POSIX or Windows) inside a message, up to a space, quote or colon.
+_ABS_PATH = re.compile(r"""(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'":,;()\[\]]+""")
+
+
+def public_refused(refused: dict[str, str], models_dir: Path) -> dict[str, str]:
+    """Refused packages for an unauthenticated caller: `name:version` (the folder under the
+    models folder) -> the reason, with file-system paths cut down to file names."""
+    out: dict[str, str] = {}
+    for folder, reason in refused.items():
+        path = Path(folder)
+        try:
+            rel = path.resolve().relative_to(models_dir.resolve())
+            ref = ":".join(rel.parts) if rel.parts else path.name
+        except ValueError:
+            ref = path.name
+        for form in sorted({folder, str(path.resolve())}, key=len, reverse=True):
+            reason = reason.replace(form + "/", "").replace(form, ref)
+        out[ref] = _ABS_PATH.sub(lambda m: re.split(r"[/\\]", m.group())[-1] or "(path)",
+                                 reason)
+    return dict(sorted(out.items()))
 
 
 @router.get("/healthz", summary="Liveness")
@@ -24,7 +48,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
     body = {
         "ready": ready,
         "models": models,
-        "refused": sorted(services.registry.refused),
+        "refused": public_refused(services.registry.refused, services.settings.models_dir),
         "database": "ok" if database else "unreachable",
         "mqtt": {None: "off", True: "connected", False: "disconnected"}[
             services.publishers.mqtt_connected],

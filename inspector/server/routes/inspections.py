@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from inspector.server.deps import ReaderDep, ServicesDep
-from inspector.server.errors import NotFoundError
+from inspector.server.errors import NotFoundError, error_responses
 from inspector.server.schemas import InspectionOut, InspectionPage, ReviewIn, ReviewOut
 from inspector.settings import SAFE_NAME
 from inspector.store import inspections as store
@@ -19,6 +19,7 @@ from inspector.store.models import Inspection
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
 InspectionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Inspection id")]
+_NO_INSPECTION = error_responses({404: "No such inspection"})
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -58,7 +59,8 @@ def list_inspections(
     return InspectionPage(items=[InspectionOut.of(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/{inspection_id}", response_model=InspectionOut, summary="One inspection")
+@router.get("/{inspection_id}", response_model=InspectionOut, summary="One inspection",
+            responses=_NO_INSPECTION)
 def get_inspection(
     services: ServicesDep, _principal: ReaderDep, inspection_id: InspectionId
 ) -> InspectionOut:
@@ -82,7 +84,8 @@ def _artifact(services: ServicesDep, key: str | None, what: str, inspection_id: 
 
 
 @router.get("/{inspection_id}/image", summary="The frame as the camera sent it",
-            response_class=FileResponse)
+            response_class=FileResponse,
+            responses=error_responses({404: "No such inspection, or its frame is not stored"}))
 def get_image(services: ServicesDep, _principal: ReaderDep, inspection_id: InspectionId
               ) -> FileResponse:
     row = _get(services, inspection_id)
@@ -90,7 +93,8 @@ def get_image(services: ServicesDep, _principal: ReaderDep, inspection_id: Inspe
 
 
 @router.get("/{inspection_id}/heatmap", summary="The heatmap overlay (JPEG)",
-            response_class=FileResponse)
+            response_class=FileResponse,
+            responses=error_responses({404: "No such inspection, or its heatmap is not stored"}))
 def get_heatmap(services: ServicesDep, _principal: ReaderDep, inspection_id: InspectionId
                 ) -> FileResponse:
     row = _get(services, inspection_id)
@@ -98,7 +102,8 @@ def get_heatmap(services: ServicesDep, _principal: ReaderDep, inspection_id: Ins
 
 
 @router.post("/{inspection_id}/review", response_model=ReviewOut, status_code=201,
-             summary="Label an inspection: defect (with a type) or good")
+             summary="Label an inspection: defect (with a type) or good",
+             responses=error_responses({404: "No such inspection"}))
 def review(
     services: ServicesDep, principal: ReaderDep, inspection_id: InspectionId, body: ReviewIn
 ) -> ReviewOut:
@@ -106,5 +111,6 @@ def review(
     saved = store.add_review(services.db, inspection_id, label=body.label, reviewer=principal.name,
                              defect_type=defect_type, note=body.note)
     if saved is None:
-        raise NotFoundError(f"no inspection {inspection_id}")
+        raise NotFoundError(f"no inspection {inspection_id}",
+                            hint="list inspections with GET /v1/inspections")
     return ReviewOut.of(saved)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from inspector.server.deps import AdminDep, ReaderDep, ServicesDep
+from inspector.server.errors import error_responses
 from inspector.server.routes.registry import deployer_of
 from inspector.server.schemas import DeployIn, DeployOut, ModelOut, ModelsOut
 from inspector.settings import SAFE_NAME
@@ -31,7 +32,11 @@ def list_models(services: ServicesDep, _principal: ReaderDep) -> ModelsOut:
 
 
 @router.put("/stations/{station}/model", response_model=DeployOut,
-            summary="Deploy a model to a station, as active or shadow")
+            summary="Deploy a model to a station, as active or shadow",
+            responses=error_responses({
+                404: "The model is not installed (or its version is ambiguous)",
+                409: "The model is already active at the station",
+                503: "The database is unavailable (see Retry-After); nothing was changed"}))
 async def deploy(
     services: ServicesDep,
     principal: AdminDep,

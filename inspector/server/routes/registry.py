@@ -21,6 +21,7 @@ from inspector.server.errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
+    error_responses,
 )
 from inspector.server.registry_schemas import ShadowReport, StationOut, UploadOut
 from inspector.server.shadow_report import build_report
@@ -31,6 +32,22 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 Station = Annotated[str, Path(pattern=SAFE_NAME, description="Station name")]
 _FLUSH = 4 << 20
+_ARCHIVE = {"type": "string", "format": "binary"}
+#: The upload is read from the raw request, so FastAPI cannot see it: describe it by hand.
+_UPLOAD_BODY: dict[str, object] = {"requestBody": {
+    "required": True,
+    "description": "The package folder (card.json, model.onnx, ...) as a zip or tar archive: "
+                   "the raw body, or one file field of a multipart form.",
+    "content": {
+        "application/gzip": {"schema": _ARCHIVE},
+        "application/x-tar": {"schema": _ARCHIVE},
+        "application/zip": {"schema": _ARCHIVE},
+        "application/octet-stream": {"schema": _ARCHIVE},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["package"],
+            "properties": {"package": _ARCHIVE}}},
+    },
+}}
 _UPLOAD_HINT = ("send the archive as the raw body (Content-Type application/gzip, "
                 "application/x-tar or application/zip) or as multipart/form-data with one file "
                 "field named package")
@@ -76,11 +93,14 @@ async def _save_body(request: Request, target: FsPath, limit: int) -> None:
 @router.post(
     "/models", response_model=UploadOut, status_code=201,
     summary="Upload a model package (zip or tar); validated before it is served",
-    responses={400: {"description": "Corrupt or unsafe archive"},
-               409: {"description": "That name:version exists already"},
-               413: {"description": "Archive over max_package_bytes"},
-               415: {"description": "Not a zip or tar archive"},
-               422: {"description": "Invalid package (card, checksum, I/O contract, test run)"}},
+    responses=error_responses({
+        400: "Corrupt or unsafe archive",
+        409: "That name:version exists already",
+        413: "Archive over max_package_bytes",
+        415: "Not a zip or tar archive",
+        422: "Invalid package (card, checksum, I/O contract, test run)",
+        503: "The registry or the database is unavailable (see Retry-After)"}),
+    openapi_extra=_UPLOAD_BODY,
 )
 async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep) -> UploadOut:
     """Unpack safely, validate (card, checksum, I/O contract, a test frame through the
@@ -123,20 +143,25 @@ async def station_models(services: ServicesDep, _p: ReaderDep, station: Station)
 
 
 @router.post("/stations/{station}/promote", response_model=StationOut,
-             summary="Make the station's shadow model its active one")
+             summary="Make the station's shadow model its active one",
+             responses=error_responses({404: "The shadow model is no longer installed",
+                                        409: "The station has no shadow model to promote"}))
 async def promote(services: ServicesDep, admin: AdminDep, station: Station) -> StationOut:
     """Frames already admitted finish on the old model; the next ones use the new one."""
     return StationOut.of(await deployer_of(services).promote(station, admin.name))
 
 
 @router.post("/stations/{station}/rollback", response_model=StationOut,
-             summary="Return the station to its previous active model")
+             summary="Return the station to its previous active model",
+             responses=error_responses({404: "The previous model is no longer installed",
+                                        409: "The station has no previous model"}))
 async def rollback(services: ServicesDep, admin: AdminDep, station: Station) -> StationOut:
     return StationOut.of(await deployer_of(services).rollback(station, admin.name))
 
 
 @router.delete("/stations/{station}/shadow", response_model=StationOut,
-               summary="Stop the station's shadow model (its results stay)")
+               summary="Stop the station's shadow model (its results stay)",
+               responses=error_responses({409: "The station has no shadow model"}))
 async def stop_shadow(services: ServicesDep, admin: AdminDep, station: Station) -> StationOut:
     return StationOut.of(await deployer_of(services).stop_shadow(station, admin.name))
 
@@ -146,7 +171,8 @@ def _utc(t: datetime | None) -> datetime | None:
 
 
 @router.get("/stations/{station}/shadow-report", response_model=ShadowReport,
-            summary="The shadow model against the active one, and against reviews")
+            summary="The shadow model against the active one, and against reviews",
+            responses=error_responses({404: "The station has no shadow results"}))
 def shadow_report(
     services: ServicesDep,
     _p: ReaderDep,

@@ -15,6 +15,10 @@ from inspector.store import reviews as store
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
 
+#: Largest id a BIGINT (PostgreSQL) or INTEGER (SQLite) column holds: bigger cursors are 422,
+#: not a driver overflow.
+MAX_ID = 2**63 - 1
+
 
 class ReviewRowOut(BaseModel):
     id: int
@@ -65,8 +69,8 @@ def list_reviews(
     history: Annotated[bool, Query(
         description="false: the current review of each inspection (the label to train on); "
                     "true: every review, including ones a later review replaced")] = False,
-    before: Annotated[int | None, Query(ge=1, description="Cursor from the previous page")]
-    = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID,
+                                        description="Cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ReviewPage:
     """Filter by review time, station and label; page with `before`.
