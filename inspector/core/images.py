@@ -1,9 +1,14 @@
 """Decode image bytes (JPEG, PNG, BMP, TIFF; 8/16-bit; gray, color, alpha) to RGB uint8.
 
-The header is read first (Pillow parses only the header on open), so an absurd claimed size is
-refused before a single pixel is decoded. JPEGs at least twice the model's input are decoded at
-reduced scale by libjpeg itself (1/2, 1/4, 1/8), which is several times faster than a full
-decode followed by a resize.
+The header is read first (Pillow parses only the header on open), so an absurd claimed size or
+side is refused before a single pixel is decoded, and the server can reserve the memory a frame
+will take (`memory_estimate`) before decoding it. JPEGs at least twice the model's input are
+decoded at reduced scale by libjpeg itself (1/2, 1/4, 1/8), which is several times faster than a
+full decode followed by a resize.
+
+Strict decoding (`strict=True`, the server's default) refuses what the decoder only warns about:
+corrupt JPEG entropy data (libjpeg-turbo through `simplejpeg`, which raises on warnings) and PNG
+CRC or zlib errors. Lenient decoding judges whatever OpenCV (or Pillow) manages to decode.
 """
 
 from __future__ import annotations
@@ -14,12 +19,23 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from inspector.core.errors import ImageDecodeError, ImageTooLargeError
 
 #: Default pixel budget for one frame (about a 100-megapixel sensor).
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Longest side OpenCV's codecs accept (its JPEG codec stops at 65,500 px; BMP/TIFF readers
+#: assert at 2^20): anything longer is refused from the header with 413, never decoded.
+DEFAULT_MAX_SIDE = 65_500
+#: Peak memory per decoded pixel while a frame is in flight, on top of its body bytes: the
+#: decoded array (3 B/px RGB, briefly 6 while OpenCV's BGR copy is converted), the heatmap mapped
+#: back onto the frame (float32, 4 B/px), its colour version and the blended overlay (3 + 3)
+#: and the JPEG encoder's copy. Measured as the growth of the process's peak RSS over decode +
+#: resize + overlay + encode: 19.4 B/px for a 7000x7000 grey PNG, 15.4 for a 5000x5000 colour
+#: PNG, 13.2 for a colour BMP (scripts/bench_hostile_frames.py --measure-bytes-per-pixel).
+BYTES_PER_PIXEL_IN_FLIGHT = 21
 
 # Pillow warns about huge sizes (we apply our own limit) and about corrupt TIFF/EXIF (we raise
 # our own error). Filters are set once here: warnings.catch_warnings is not thread-safe, and
@@ -52,9 +68,26 @@ class ImageHeader:
     width: int
     height: int
 
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
-def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
-    """Read format and size from the header only; refuse empty, unknown and oversize images."""
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What a frame may be: pixels and longest side (checked from the header), and whether
+    decoder warnings (corrupt data) refuse it."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int = DEFAULT_MAX_SIDE
+    strict: bool = False
+
+
+def probe(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
+) -> ImageHeader:
+    """Read format and size from the header only; refuse empty, unknown and oversize images
+    (ImageTooLargeError when a side is over `max_side` or the area over `max_pixels`)."""
     if not data:
         raise ImageDecodeError("empty image: the body has zero bytes", hint="send the frame bytes")
     try:
@@ -77,6 +110,13 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
         )
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"image header claims an empty size {width}x{height}")
+    if max(width, height) > max_side:
+        raise ImageTooLargeError(
+            f"image header claims {width}x{height} pixels: a side is over the limit of "
+            f"{max_side} pixels",
+            hint="downscale or crop the frame at the camera, or raise max_side in settings "
+                 f"(at most {DEFAULT_MAX_SIDE})",
+        )
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image header claims {width}x{height} = {width * height} pixels, over the limit of "
@@ -96,6 +136,20 @@ def jpeg_reduction(width: int, height: int, target: tuple[int, int] | None) -> i
         if width // f >= tw and height // f >= th:
             factor = f
     return factor
+
+
+def decoded_size(header: ImageHeader, target: tuple[int, int] | None) -> tuple[int, int]:
+    """Width and height the decoder will produce (JPEGs may be decoded at reduced scale)."""
+    r = jpeg_reduction(header.width, header.height, target) if header.format in (
+        "JPEG", "MPO") else 1
+    return -(-header.width // r), -(-header.height // r)
+
+
+def memory_estimate(header: ImageHeader, nbytes: int, target: tuple[int, int] | None) -> int:
+    """Bytes a frame holds at its peak in the server: its body plus BYTES_PER_PIXEL_IN_FLIGHT per
+    decoded pixel. Computed from the header, before decoding."""
+    w, h = decoded_size(header, target)
+    return nbytes + w * h * BYTES_PER_PIXEL_IN_FLIGHT
 
 
 def _to_rgb8(img: np.ndarray) -> np.ndarray:
@@ -133,33 +187,78 @@ def _decode_with_pillow(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+_CORRUPT_HINT = ("check the camera, its encoder and the cable, and resend; for cameras known "
+                 "to send slightly broken frames set strict_decode=false")
+
+
+def _decode_jpeg_strict(data: bytes, header: ImageHeader, reduction: int) -> np.ndarray | None:
+    """libjpeg-turbo with warnings as errors, at 1/`reduction` scale; None when simplejpeg cannot
+    handle this kind of JPEG at all (12-bit, lossless), so OpenCV gets to try."""
+    try:
+        return simplejpeg.decode_jpeg(
+            data, colorspace="RGB", strict=True, min_factor=reduction,
+            min_width=-(-header.width // reduction), min_height=-(-header.height // reduction))
+    except ValueError as exc:
+        msg = str(exc).strip()
+        if "precision" in msg or "JPEG process" in msg:
+            return None
+        raise ImageDecodeError(f"JPEG data is corrupt: {msg}", hint=_CORRUPT_HINT) from exc
+
+
 def decode(
     data: bytes,
     *,
     target_size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    strict: bool = False,
+    header: ImageHeader | None = None,
 ) -> DecodedImage:
     """Decode bytes to an RGB uint8 array.
 
     target_size (width, height) is the model's input size: JPEGs at least twice that size are
-    decoded at reduced scale. Raises ImageDecodeError (or ImageTooLargeError) with a message
-    fit to show a user.
+    decoded at reduced scale. `strict` refuses corrupt data that the decoder would only warn
+    about. `header` is this data's `probe` result when the caller has it already. Raises
+    ImageDecodeError (or ImageTooLargeError) with a message fit to show a user.
     """
-    header = probe(data, max_pixels=max_pixels)
+    if header is None:
+        header = probe(data, max_pixels=max_pixels, max_side=max_side)
+    try:
+        return _decode(data, header, target_size, strict)
+    except cv2.error as exc:  # OpenCV asserts on sizes and formats it cannot handle
+        raise ImageDecodeError(
+            f"{header.format} image could not be decoded: "
+            f"{(getattr(exc, 'err', None) or str(exc)).strip()}",
+            hint="send an 8-bit JPEG or PNG frame of ordinary size",
+        ) from exc
+
+
+def _decode(
+    data: bytes, header: ImageHeader, target_size: tuple[int, int] | None, strict: bool
+) -> DecodedImage:
     buf = np.frombuffer(data, dtype=np.uint8)
     reduction = 1
-    img: np.ndarray | None
-    if header.format in ("JPEG", "MPO"):
+    img: np.ndarray | None = None
+    is_jpeg = header.format in ("JPEG", "MPO")
+    if is_jpeg:
         reduction = jpeg_reduction(header.width, header.height, target_size)
-        flag = _REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR)
-        img = cv2.imdecode(buf, flag)
-        if img is not None:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if strict:
+            img = _decode_jpeg_strict(data, header, reduction)
+        if img is None:
+            flag = _REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR)
+            img = cv2.imdecode(buf, flag)
+            if img is not None:
+                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     else:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         if img is not None:
             img = _to_rgb8(img)
     if img is None:
+        if strict and header.format == "PNG":
+            # libpng stops on CRC errors in critical chunks and on zlib errors in IDAT;
+            # Pillow would be no more forgiving, and a strict server refuses either way.
+            raise ImageDecodeError("PNG data is corrupt (a CRC or zlib error in its pixel data)",
+                                   hint=_CORRUPT_HINT)
         try:
             img = _decode_with_pillow(data)
             reduction = 1
@@ -171,7 +270,7 @@ def decode(
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ImageDecodeError(f"{header.format} image decoded to an empty array")
     # A truncated JPEG often decodes "successfully" with a grey tail; libjpeg only warns.
-    if header.format in ("JPEG", "MPO") and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if is_jpeg and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ImageDecodeError(
             "JPEG image is truncated (no end-of-image marker)",
             hint="resend the whole frame",

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from inspector.core import heatmap, images
 from inspector.core.card import ModelCard
+from inspector.core.errors import ImageDecodeError
 from inspector.core.package import ModelPackage, load_model
 from inspector.core.preprocess import Geometry, prepare
 from inspector.core.runtime import OnnxModel, RuntimeOptions
@@ -54,10 +56,19 @@ class Judgement:
 class Detector:
     """A verified model package with a live session."""
 
-    def __init__(self, package: ModelPackage, model: OnnxModel, max_pixels: int) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        model: OnnxModel,
+        max_pixels: int = images.DEFAULT_MAX_PIXELS,
+        *,
+        limits: images.DecodeLimits | None = None,
+    ) -> None:
         self.package = package
         self.model = model
-        self.max_pixels = max_pixels
+        #: What frames may be (`limits` wins over `max_pixels` when given).
+        self.limits = limits or images.DecodeLimits(max_pixels=max_pixels)
+        self.max_pixels = self.limits.max_pixels
 
     @classmethod
     def load(
@@ -65,9 +76,15 @@ class Detector:
         root: Path | str,
         options: RuntimeOptions | None = None,
         max_pixels: int = images.DEFAULT_MAX_PIXELS,
+        *,
+        limits: images.DecodeLimits | None = None,
     ) -> Detector:
         package, model = load_model(root, options)
-        return cls(package, model, max_pixels)
+        return cls(package, model, max_pixels, limits=limits)
+
+    def with_limits(self, limits: images.DecodeLimits) -> Detector:
+        """The same package and session, judging frames under other limits."""
+        return Detector(self.package, self.model, limits=limits)
 
     @property
     def card(self) -> ModelCard:
@@ -77,14 +94,36 @@ class Detector:
     def threshold(self) -> float:
         return self.package.card.threshold.value
 
-    def prepare_bytes(self, data: bytes) -> PreparedFrame:
-        """Decode (reduced-scale for big JPEGs) and resize one frame."""
-        t0 = time.perf_counter()
+    @property
+    def target_size(self) -> tuple[int, int]:
         spec = self.package.card.input
-        decoded = images.decode(
-            data, target_size=(spec.width, spec.height), max_pixels=self.max_pixels
-        )
-        model_input, geometry = prepare(decoded.rgb, spec)
+        return spec.width, spec.height
+
+    def probe(self, data: bytes) -> images.ImageHeader:
+        """The frame's header, checked against this detector's limits (no pixels decoded)."""
+        lim = self.limits
+        return images.probe(data, max_pixels=lim.max_pixels, max_side=lim.max_side)
+
+    def memory_estimate(self, header: images.ImageHeader, nbytes: int) -> int:
+        """Peak bytes the frame will hold while in flight (see `images.memory_estimate`)."""
+        return images.memory_estimate(header, nbytes, self.target_size)
+
+    def prepare_bytes(
+        self, data: bytes, header: images.ImageHeader | None = None
+    ) -> PreparedFrame:
+        """Decode (reduced-scale for big JPEGs) and resize one frame; `header` is the frame's
+        `probe` when the caller has it. Raises ImageDecodeError subclasses, never cv2.error."""
+        t0 = time.perf_counter()
+        lim = self.limits
+        decoded = images.decode(data, target_size=self.target_size, max_pixels=lim.max_pixels,
+                                max_side=lim.max_side, strict=lim.strict, header=header)
+        try:
+            model_input, geometry = prepare(decoded.rgb, self.package.card.input)
+        except cv2.error as exc:
+            raise ImageDecodeError(
+                f"a {decoded.rgb.shape[1]}x{decoded.rgb.shape[0]} frame could not be resized "
+                "to the model input", hint="send frames of ordinary size and aspect ratio",
+            ) from exc
         return PreparedFrame(decoded, model_input, geometry, (time.perf_counter() - t0) * 1000)
 
     def prepare_array(self, rgb: np.ndarray) -> PreparedFrame:
