@@ -8,8 +8,9 @@ same class batches model inference (one per model, several calls at once on a CP
 `inspector.core.runtime.plan_threads`) and database commits (one at a time: group commit, many
 verdicts in one transaction).
 
-Admission (how many items may be in flight) is bounded by `Admission`, so a flood of frames
-answers 503 instead of growing memory.
+Admission (how many items may be in flight) is bounded by `Admission`, and the memory they
+hold by `MemoryBudget`, so a flood of frames (or a few huge ones) answers 503 instead of growing
+memory.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from inspector.server.errors import ServerBusyError
+from inspector.server.errors import PayloadTooLargeError, ServerBusyError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -190,3 +191,57 @@ class Admission:
             yield
         finally:
             self.in_flight -= 1
+
+
+class Reservation:
+    """Bytes one frame holds in a `MemoryBudget`; grows as more is known about the frame."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+        self.nbytes = 0
+
+    def grow_to(self, nbytes: int) -> None:
+        """Hold `nbytes` in all (never less than now); ServerBusyError when that does not fit
+        now, PayloadTooLargeError when it exceeds the whole budget."""
+        extra = nbytes - self.nbytes
+        if extra <= 0:
+            return
+        b = self._budget
+        if nbytes > b.limit:
+            raise PayloadTooLargeError(
+                f"this frame needs about {nbytes / 2**20:.0f} MiB while in flight, more than "
+                f"the whole budget of {b.limit / 2**20:.0f} MiB",
+                hint="send smaller frames (fewer pixels), or raise max_inflight_bytes in "
+                     "settings",
+            )
+        if b.in_use + extra > b.limit:
+            raise ServerBusyError(
+                f"frames in flight hold {b.in_use / 2**20:.0f} MiB of the "
+                f"{b.limit / 2**20:.0f} MiB budget; this one needs {nbytes / 2**20:.0f} MiB",
+                hint="retry after the Retry-After delay, or raise max_inflight_bytes",
+            )
+        b.in_use += extra
+        self.nbytes = nbytes
+
+    def release(self) -> None:
+        self._budget.in_use -= self.nbytes
+        self.nbytes = 0
+
+
+class MemoryBudget:
+    """A non-blocking bound on the bytes frames in flight hold, shared by every model of the
+    process (beside the per-model count bound, `Admission`). Event-loop only, so no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    @contextmanager
+    def reserve(self, nbytes: int = 0) -> Iterator[Reservation]:
+        """Hold `nbytes` (grow it later with `Reservation.grow_to`) for the block."""
+        held = Reservation(self)
+        held.grow_to(nbytes)
+        try:
+            yield held
+        finally:
+            held.release()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspector.core.errors import InspectorError, ModelPackageError
+from inspector.core.images import DecodeLimits
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import (
@@ -97,6 +98,14 @@ class ModelRegistry:
                  plan.workers, plan.intra_op_threads or "ORT default")
         return plan
 
+    @functools.cached_property
+    def decode_limits(self) -> DecodeLimits:
+        """What frames every served model accepts (settings max_pixels, max_side,
+        strict_decode)."""
+        s = self.settings
+        return DecodeLimits(max_pixels=s.max_pixels, max_side=s.max_side,
+                            strict=s.strict_decode)
+
     def runtime_options(self) -> RuntimeOptions:
         """How this server runs every model (providers, threads, batch, spinning)."""
         s = self.settings
@@ -108,12 +117,14 @@ class ModelRegistry:
         """Verify and load one package (blocking). The caller starts its batcher on the event
         loop (`served.batcher.start()`) before routing stations to it. Raises InspectorError
         (ModelPackageError) for an invalid package or a name:version already loaded."""
-        detector = Detector.load(path, self.runtime_options(), self.settings.max_pixels)
+        detector = Detector.load(path, self.runtime_options(), limits=self.decode_limits)
         return self.adopt(detector)
 
     def adopt(self, detector: Detector) -> ServedModel:
         """Serve an already verified detector (an upload validated in staging); same contract
         as `load_package`."""
+        if detector.limits != self.decode_limits:  # uploads are staged with max_pixels only
+            detector = detector.with_limits(self.decode_limits)
         ref = detector.card.ref
         path = detector.package.root
         if ref in self.models:

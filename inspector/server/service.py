@@ -2,6 +2,12 @@
 
 Framework-free apart from asyncio, so tests can drive it without HTTP. The answer is built only
 after the record (with its outbox rows) is committed: an acknowledged verdict is never lost.
+
+Admission comes first, before the body is read (`admit`): a slot in the model's count bound and
+a reservation in the process-wide memory budget for the declared body; once the header is known
+the reservation grows to the frame's whole estimate (`judge`), before a pixel is decoded. Heavy
+frames (over `heavy_frame_pixels`) are decoded and rendered on their own single thread, so a
+burst of them cannot hold up ordinary frames from other stations.
 """
 
 from __future__ import annotations
@@ -11,16 +17,19 @@ import base64
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+import cv2
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core import images
+from inspector.core.errors import ImageTooLargeError, InspectorError
 from inspector.core.pipeline import Judgement, PreparedFrame
-from inspector.server.batcher import MicroBatcher
+from inspector.server.batcher import MemoryBudget, MicroBatcher, Reservation
 from inspector.server.errors import ServiceUnavailableError
 from inspector.server.metrics import Metrics
 from inspector.server.registry import ModelRegistry, ServedModel
@@ -29,7 +38,12 @@ from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database
-from inspector.store.inspections import NewInspection, new_id, record_batch
+from inspector.store.inspections import (
+    NewInspection,
+    is_connection_error,
+    new_id,
+    record_batch_isolated,
+)
 from inspector.store.models import utcnow
 from inspector.store.outbox import PendingEvent
 
@@ -40,6 +54,27 @@ log = logging.getLogger(__name__)
 class Rendered:
     saved: SavedArtifacts | None
     heatmap_jpeg: bytes | None
+
+
+class RecordRejectedError(InspectorError):
+    """The database refused this one record (its data, not the connection)."""
+
+    status_code = 422
+
+
+class RenderError(InspectorError):
+    """The heatmap overlay of a frame could not be drawn or encoded."""
+
+    status_code = 413
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A frame let in before its body is read: its model's slot and its memory reservation."""
+
+    station: str
+    model: ServedModel
+    reservation: Reservation
 
 
 class InspectionService:
@@ -61,9 +96,13 @@ class InspectionService:
         self.metrics = metrics
         self._on_commit = on_commit
         self.work_pool = ThreadPoolExecutor(settings.work_threads, thread_name_prefix="work")
+        #: Decodes and renders frames over `heavy_frame_pixels`, one at a time.
+        self.heavy_pool = ThreadPoolExecutor(1, thread_name_prefix="heavy")
+        #: Bytes every frame in flight may hold, all models together.
+        self.budget = MemoryBudget(settings.max_inflight_bytes)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._destinations = settings.destinations
-        self.committer: MicroBatcher[NewInspection, None] = MicroBatcher(
+        self.committer: MicroBatcher[NewInspection, SQLAlchemyError | None] = MicroBatcher(
             "committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=0.0
         )
         #: Runs stations' shadow models on committed frames (set by the app factory).
@@ -79,67 +118,106 @@ class InspectionService:
             await self.shadow.stop()
         await self.committer.stop()
         self.work_pool.shutdown(wait=True)
+        self.heavy_pool.shutdown(wait=True)
         self._db_thread.shutdown(wait=True)
 
-    def _commit(self, items: list[NewInspection]) -> list[None]:
+    def _commit(self, items: list[NewInspection]) -> list[SQLAlchemyError | None]:
+        """Group commit; per item None (committed) or the error that refused that record alone.
+        Raises when the database itself is unavailable."""
         if any(item.image_key for item in items):
             self.artifacts.flush()  # the evidence is on disk before the records point at it
-        pending = record_batch(self.db, items, self._destinations)
+        pending, outcomes = record_batch_isolated(self.db, items, self._destinations)
         if self._on_commit is not None:
             self._on_commit(pending)
-        return [None] * len(items)
+        return outcomes
+
+    @contextmanager
+    def admit(self, station: str, declared_bytes: int | None = None) -> Iterator[Admitted]:
+        """Let a frame in before its body is read (call on the event loop): a slot of the
+        station's model and `declared_bytes` (its Content-Length, when known) of the memory
+        budget, held for the block. Raises UnknownStationError, ServerBusyError (503) or
+        PayloadTooLargeError (413) at once, so a refused camera does not upload first."""
+        model = self.registry.for_station(station)
+        with model.admission.slot(), self.budget.reserve(declared_bytes or 0) as held:
+            yield Admitted(station, model, held)
 
     async def inspect(
         self, station: str, part_id: str | None, data: bytes, inline_heatmap: bool = False
     ) -> InspectResponse:
         """Judge one frame for a station; raises InspectorError subclasses for bad input."""
+        with self.admit(station, len(data)) as admitted:
+            return await self.judge(admitted, part_id, data, inline_heatmap)
+
+    async def judge(
+        self, admitted: Admitted, part_id: str | None, data: bytes, inline_heatmap: bool = False
+    ) -> InspectResponse:
+        """Judge an admitted frame's bytes (the body, read after `admit`)."""
         t0 = time.perf_counter()
-        model = self.registry.for_station(station)
+        station, model = admitted.station, admitted.model
         loop = asyncio.get_running_loop()
-        with model.admission.slot():
-            prepared = await loop.run_in_executor(
-                self.work_pool, model.detector.prepare_bytes, data
+        header = model.detector.probe(data)  # header only: microseconds
+        need = model.detector.memory_estimate(header, len(data))
+        if need > self.budget.limit:
+            raise ImageTooLargeError(
+                f"a {header.width}x{header.height} frame needs about {need / 2**20:.0f} MiB "
+                f"in flight, more than the whole budget of {self.budget.limit / 2**20:.0f} MiB",
+                hint="send smaller frames, or raise max_inflight_bytes in settings")
+        admitted.reservation.grow_to(need)
+        pool = self.heavy_pool if header.pixels > self.settings.heavy_frame_pixels \
+            else self.work_pool
+        prepared = await loop.run_in_executor(
+            pool, model.detector.prepare_bytes, data, header
+        )
+        judgement, batch = await model.batcher.submit(prepared)
+        rec_id, created_at = new_id(), utcnow()
+        store = judgement.verdict == "fail" or random.random() < self.settings.sample_passes
+        rendered = Rendered(None, None)
+        if store or inline_heatmap:
+            rendered = await loop.run_in_executor(
+                pool, self._render, model, prepared, judgement, data, rec_id,
+                created_at, store,
             )
-            judgement, batch = await model.batcher.submit(prepared)
-            rec_id, created_at = new_id(), utcnow()
-            store = judgement.verdict == "fail" or random.random() < self.settings.sample_passes
-            rendered = Rendered(None, None)
-            if store or inline_heatmap:
-                rendered = await loop.run_in_executor(
-                    self.work_pool, self._render, model, prepared, judgement, data, rec_id,
-                    created_at, store,
-                )
-            card = model.detector.card
-            saved = rendered.saved
-            record = NewInspection(
-                id=rec_id, created_at=created_at, node=self.settings.node_id,
-                line=self.settings.line, station=station, part_id=part_id,
-                model_name=card.name, model_version=card.version, score=judgement.score,
-                threshold=judgement.threshold, verdict=judgement.verdict, label=judgement.label,
-                frame_width=prepared.frame.original_width,
-                frame_height=prepared.frame.original_height,
-                queue_ms=batch.queue_ms, decode_ms=prepared.decode_ms,
-                inference_ms=batch.run_ms, total_ms=(time.perf_counter() - t0) * 1000.0,
-                image_key=saved.image_key if saved else None,
-                heatmap_key=saved.heatmap_key if saved else None,
-                artifact_bytes=saved.nbytes if saved else 0,
-            )
-            t_rec = time.perf_counter()
-            try:
-                await self.committer.submit(record)
-            except SQLAlchemyError as exc:
-                if saved:
-                    self.artifacts.remove(saved.image_key)
-                    self.artifacts.remove(saved.heatmap_key)
-                log.error("could not record inspection %s: %s", rec_id, exc)
-                raise ServiceUnavailableError(
-                    "the database is unavailable: this verdict was not recorded",
-                    hint="resend the frame; check the database connection (see /readyz)",
-                ) from exc
-            if self.shadow is not None:
-                # Schedules only, never waits; the decoded frame is reused when the shadow
-                # model takes the same input.
-                self.shadow.submit(station, data, record, (card.input, prepared))
+        card = model.detector.card
+        saved = rendered.saved
+        record = NewInspection(
+            id=rec_id, created_at=created_at, node=self.settings.node_id,
+            line=self.settings.line, station=station, part_id=part_id,
+            model_name=card.name, model_version=card.version, score=judgement.score,
+            threshold=judgement.threshold, verdict=judgement.verdict, label=judgement.label,
+            frame_width=prepared.frame.original_width,
+            frame_height=prepared.frame.original_height,
+            queue_ms=batch.queue_ms, decode_ms=prepared.decode_ms,
+            inference_ms=batch.run_ms, total_ms=(time.perf_counter() - t0) * 1000.0,
+            image_key=saved.image_key if saved else None,
+            heatmap_key=saved.heatmap_key if saved else None,
+            artifact_bytes=saved.nbytes if saved else 0,
+        )
+        t_rec = time.perf_counter()
+        try:
+            refused, _ = await self.committer.submit(record)
+        except SQLAlchemyError as exc:
+            refused = exc
+        if refused is not None:
+            if saved:
+                self.artifacts.remove(saved.image_key)
+                self.artifacts.remove(saved.heatmap_key)
+            log.error("could not record inspection %s: %s", rec_id, refused)
+            if not is_connection_error(refused):
+                raise RecordRejectedError(
+                    "the database refused this record, so this verdict was not recorded: "
+                    f"{type(refused).__name__}: "
+                    f"{str(getattr(refused, 'orig', None) or refused).strip()[:200]}",
+                    hint="check part_id and the frame's fields for characters or sizes the "
+                         "database cannot store",
+                ) from refused
+            raise ServiceUnavailableError(
+                "the database is unavailable: this verdict was not recorded",
+                hint="resend the frame; check the database connection (see /readyz)",
+            ) from refused
+        if self.shadow is not None:
+            # Schedules only, never waits; the decoded frame is reused when the shadow
+            # model takes the same input.
+            self.shadow.submit(station, data, record, (card.input, prepared))
         record_ms = (time.perf_counter() - t_rec) * 1000.0
         total_ms = (time.perf_counter() - t0) * 1000.0
         self._observe(station, judgement, prepared, batch.queue_ms, batch.run_ms, record_ms,
@@ -164,8 +242,14 @@ class InspectionService:
         self, model: ServedModel, prepared: PreparedFrame, judgement: Judgement, data: bytes,
         rec_id: str, created_at: datetime, store: bool,
     ) -> Rendered:
-        overlay = model.detector.overlay(prepared, judgement)
-        heat = images.encode(overlay, "jpeg", quality=85)
+        try:
+            overlay = model.detector.overlay(prepared, judgement)
+            heat = images.encode(overlay, "jpeg", quality=85)
+        except (cv2.error, RuntimeError) as exc:
+            h, w = prepared.frame.rgb.shape[:2]
+            raise RenderError(f"the heatmap overlay of a {w}x{h} frame could not be drawn: "
+                              f"{str(exc).strip()[:200]}",
+                              hint="send smaller frames (see max_side in settings)") from exc
         saved = None
         if store:
             saved = self.artifacts.save(rec_id, created_at, data, prepared.frame.format, heat,
@@ -177,7 +261,7 @@ class InspectionService:
         run_ms: float, record_ms: float, total_ms: float, stored: bool,
     ) -> None:
         m = self.metrics
-        m.inspections.labels(station=station, verdict=j.verdict).inc()
+        m.count_verdict(station, j.verdict)
         for stage, ms in (("decode", prepared.decode_ms), ("queue", queue_ms),
                           ("inference", run_ms), ("record", record_ms), ("total", total_ms)):
             m.stage_ms.labels(stage=stage).observe(ms)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from inspector.store.db import Database
 from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
@@ -108,6 +109,43 @@ def record_batch(
                     int(row_id), str(row["inspection_id"]), str(row["topic"]),
                     str(row["payload"]), 0))
     return pending
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the database (or the way to it) failed, not the data: retrying the same rows
+    one by one would fail the same way."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def record_batch_isolated(
+    db: Database, items: list[NewInspection], destinations: list[str]
+) -> tuple[dict[str, list[PendingEvent]], list[SQLAlchemyError | None]]:
+    """`record_batch`, but one bad record cannot fail the others: when the group commit fails
+    on the data (a DataError, IntegrityError, ... anything but a connection error), each item is
+    retried in its own transaction. Returns the outbox rows written and, per item, None when it
+    was committed or the error that refused it. A connection error of the group commit raises,
+    as it would for every item alone."""
+    try:
+        return record_batch(db, items, destinations), [None] * len(items)
+    except SQLAlchemyError as exc:
+        if is_connection_error(exc):
+            raise
+        if len(items) == 1:
+            return {d: [] for d in destinations}, [exc]
+    pending: dict[str, list[PendingEvent]] = {d: [] for d in destinations}
+    outcomes: list[SQLAlchemyError | None] = []
+    for item in items:
+        try:
+            written = record_batch(db, [item], destinations)
+        except SQLAlchemyError as exc:  # connection errors too: earlier items are committed
+            outcomes.append(exc)
+            continue
+        for dest, events in written.items():
+            pending[dest].extend(events)
+        outcomes.append(None)
+    return pending, outcomes
 
 
 def get_inspection(db: Database, inspection_id: str) -> Inspection | None:
