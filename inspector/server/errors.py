@@ -96,10 +96,12 @@ def database_unavailable(exc: BaseException) -> bool:
 
 
 class _WarnOnce:
-    """Logs the first database-unavailable warning, then one per interval with a count."""
+    """Logs the first "unavailable" warning, then one per interval with a count: an outage
+    under load is a few log lines, not one (or a traceback) per request."""
 
-    def __init__(self, every_s: float) -> None:
+    def __init__(self, every_s: float, what: str) -> None:
         self.every_s = every_s
+        self.what = what
         self._last = float("-inf")
         self._suppressed = 0
         self._lock = threading.Lock()
@@ -112,7 +114,7 @@ class _WarnOnce:
                 return
             suppressed, self._suppressed, self._last = self._suppressed, 0, now
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        log.warning("database unavailable on %s %s: %s: %s%s", request.method,
+        log.warning("%s on %s %s: %s: %s%s", self.what, request.method,
                     request.url.path, type(exc).__name__, reason[0] if reason else "",
                     f" ({suppressed} more such answers since the last warning)"
                     if suppressed else "")
@@ -165,18 +167,21 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
         if on_error is not None:
             on_error(status)
 
+    warn_db = _WarnOnce(_DB_WARN_EVERY_S, "database unavailable")
+    warn_unavailable = _WarnOnce(_DB_WARN_EVERY_S, "service unavailable")
+
     @app.exception_handler(InspectorError)
     async def _domain(request: Request, exc: InspectorError) -> JSONResponse:
         count(exc.status_code)
-        if exc.status_code >= 500 and not isinstance(exc, ServerBusyError):
+        if isinstance(exc, ServiceUnavailableError):
+            warn_unavailable(request, exc)
+        elif exc.status_code >= 500 and not isinstance(exc, ServerBusyError):
             log.warning("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(
             error_body(exc.status_code, type(exc).__name__, exc.message, exc.hint),
             status_code=exc.status_code,
             headers=_headers(request, exc),
         )
-
-    warn_db = _WarnOnce(_DB_WARN_EVERY_S)
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:

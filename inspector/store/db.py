@@ -112,7 +112,9 @@ class Database:
                 conn.execute(text("SELECT 1"))
             return True
         except Exception as exc:
-            log.warning("database ping failed: %s", exc)
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.warning("database ping failed: %s: %s", type(exc).__name__,
+                        reason[0] if reason else "")
             return False
 
     def dispose(self) -> None:
