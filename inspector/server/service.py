@@ -102,7 +102,7 @@ class InspectionService:
         self.budget = MemoryBudget(settings.max_inflight_bytes)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._destinations = settings.destinations
-        self.committer: MicroBatcher[NewInspection, SQLAlchemyError | None] = MicroBatcher(
+        self.committer: MicroBatcher[NewInspection, Exception | None] = MicroBatcher(
             "committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=0.0
         )
         #: Runs stations' shadow models on committed frames (set by the app factory).
@@ -121,7 +121,7 @@ class InspectionService:
         self.heavy_pool.shutdown(wait=True)
         self._db_thread.shutdown(wait=True)
 
-    def _commit(self, items: list[NewInspection]) -> list[SQLAlchemyError | None]:
+    def _commit(self, items: list[NewInspection]) -> list[Exception | None]:
         """Group commit; per item None (committed) or the error that refused that record alone.
         Raises when the database itself is unavailable."""
         if any(item.image_key for item in items):
@@ -193,6 +193,7 @@ class InspectionService:
             artifact_bytes=saved.nbytes if saved else 0,
         )
         t_rec = time.perf_counter()
+        refused: Exception | None
         try:
             refused, _ = await self.committer.submit(record)
         except SQLAlchemyError as exc:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from inspector.store.db import Database
 from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
@@ -121,25 +121,25 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def record_batch_isolated(
     db: Database, items: list[NewInspection], destinations: list[str]
-) -> tuple[dict[str, list[PendingEvent]], list[SQLAlchemyError | None]]:
+) -> tuple[dict[str, list[PendingEvent]], list[Exception | None]]:
     """`record_batch`, but one bad record cannot fail the others: when the group commit fails
-    on the data (a DataError, IntegrityError, ... anything but a connection error), each item is
-    retried in its own transaction. Returns the outbox rows written and, per item, None when it
-    was committed or the error that refused it. A connection error of the group commit raises,
-    as it would for every item alone."""
+    on the data (a DataError, IntegrityError, a value the driver cannot encode... anything but
+    a connection error), each item is retried in its own transaction. Returns the outbox rows
+    written and, per item, None when it was committed or the error that refused it. A
+    connection error of the group commit raises, as it would for every item alone."""
     try:
         return record_batch(db, items, destinations), [None] * len(items)
-    except SQLAlchemyError as exc:
+    except Exception as exc:
         if is_connection_error(exc):
             raise
         if len(items) == 1:
             return {d: [] for d in destinations}, [exc]
     pending: dict[str, list[PendingEvent]] = {d: [] for d in destinations}
-    outcomes: list[SQLAlchemyError | None] = []
+    outcomes: list[Exception | None] = []
     for item in items:
         try:
             written = record_batch(db, [item], destinations)
-        except SQLAlchemyError as exc:  # connection errors too: earlier items are committed
+        except Exception as exc:  # connection errors too: earlier items are committed
             outcomes.append(exc)
             continue
         for dest, events in written.items():
