@@ -68,13 +68,15 @@ def serve(
 
     from inspector.server.app import create_app
     from inspector.server.logs import configure_logging
+    from inspector.server.transport import server_options
 
     settings = _settings(config, models_dir=models, host=host, port=port, data_dir=data_dir,
                          database_url=database_url, mqtt_url=mqtt_url,
                          auth_enabled=False if no_auth else None)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=settings.access_log, timeout_graceful_shutdown=10)
+                access_log=settings.access_log, timeout_graceful_shutdown=10,
+                **server_options(settings))
 
 
 @keys_app.command("create")
