@@ -1,0 +1,98 @@
+"""The process-wide memory budget for frames in flight (issue 9): reservations from the
+Content-Length before the body is read, grown to the frame's estimate from its header before
+decoding; 503 + Retry-After when it does not fit now, 413 when it never could."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from inspector.server.batcher import MemoryBudget
+from inspector.server.errors import PayloadTooLargeError, ServerBusyError
+from tests.hostile_corpus import png_bytes
+from tests.model_factory import make_package
+from tests.server.conftest import good_frame
+from tests.server.harness import ServerProcess, base_env
+
+MIB = 2**20
+
+
+def test_budget_reserves_grows_and_releases() -> None:
+    budget = MemoryBudget(100)
+    with budget.reserve(30) as a:
+        a.grow_to(60)
+        a.grow_to(10)  # never shrinks while held
+        assert budget.in_use == 60
+        with pytest.raises(ServerBusyError) as busy, budget.reserve(50):
+            pass
+        assert busy.value.retry_after_s >= 1 and budget.in_use == 60
+        with pytest.raises(PayloadTooLargeError), budget.reserve(101):
+            pass
+        with budget.reserve(40):
+            assert budget.in_use == 100
+    assert budget.in_use == 0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("budget")
+    make_package(root / "models")
+    make_package(root / "models", name="other")
+    env = base_env(root / "data", INSPECTOR_AUTH_ENABLED="false", INSPECTOR_SAMPLE_PASSES="0",
+                   INSPECTOR_MAX_INFLIGHT_BYTES=str(16 * MIB),
+                   INSPECTOR_MAX_BODY_BYTES=str(32 * MIB),
+                   INSPECTOR_STATIONS='{"s1": "tiny:1", "s2": "other:1"}')
+    with ServerProcess(env, root / "models", root / "server.log") as srv:
+        yield srv
+
+
+def stalled_upload(port: int, station: str, length: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"POST /v1/inspect?station={station} HTTP/1.1\r\nHost: x\r\n"
+                 f"Content-Type: image/jpeg\r\nContent-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def head_of(sock: socket.socket) -> str:
+    return sock.recv(65536).decode(errors="replace")
+
+
+def test_declared_length_over_the_budget_is_413_before_the_body(server: ServerProcess) -> None:
+    with stalled_upload(server.port, "s1", 20 * MIB) as sock:
+        head = head_of(sock)  # nothing of the body was sent
+    assert head.startswith("HTTP/1.1 413"), head
+    assert "max_inflight_bytes" in head
+
+
+def test_budget_is_shared_by_all_models(server: ServerProcess) -> None:
+    """An upload declared at 12 MiB for one model's station holds the budget: a 6 MiB upload
+    for another model is refused at once with 503, a small frame still fits."""
+    with stalled_upload(server.port, "s1", 12 * MIB) as big:
+        time.sleep(0.2)
+        with stalled_upload(server.port, "s2", 6 * MIB) as second:
+            head = head_of(second)
+        assert head.startswith("HTTP/1.1 503"), head
+        assert "Retry-After: 1" in head.replace("retry-after", "Retry-After")
+        r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s2"},
+                       content=good_frame(), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, r.text
+        big.close()
+    time.sleep(0.3)
+    r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s1"}, content=good_frame(),
+                   headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+
+
+def test_frame_whose_pixels_exceed_the_budget_is_413(server: ServerProcess) -> None:
+    """A 12 KB PNG of 2000x2000 px needs about 80 MiB in flight: refused from its header."""
+    data = png_bytes(2000, 2000)
+    r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s1"}, content=data,
+                   headers={"Content-Type": "image/png"})
+    assert r.status_code == 413, r.text
+    err = r.json()["error"]
+    assert err["type"] == "ImageTooLargeError" and "max_inflight_bytes" in err["hint"]
+    assert "2000x2000" in err["message"]
