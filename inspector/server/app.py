@@ -90,6 +90,10 @@ async def _retention_loop(services: Services) -> None:
                 timedelta(days=s.retention_days), int(s.retention_max_gb * 1e9))
         except Exception:
             log.exception("artifact retention failed; will retry")
+        try:  # files of frames whose records never committed (crash, failed commit)
+            await asyncio.to_thread(services.artifacts.sweep_orphans, services.db)
+        except Exception:
+            log.exception("artifact orphan sweep failed; will retry")
         await asyncio.sleep(s.retention_interval_s)
 
 

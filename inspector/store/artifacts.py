@@ -2,7 +2,9 @@
 
 Keys look like `2026/11/21/<inspection id>.jpg`: date and id come from the server, the
 extension from the decoded format, so no path is ever built from user input. Retention removes
-the oldest artifacts by age and by total size, and clears their keys in the records.
+the oldest artifacts by age and by total size, and clears their keys in the records; the orphan
+sweep removes files no record points at (a crash or a failed commit after the files were
+written).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import ctypes
 import logging
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -26,6 +29,10 @@ log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "TIFF": "tif"}
 _KEY_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/[0-9a-f]{32}(_heatmap)?\.(jpg|png|bmp|tif)$")
+_FILE_RE = re.compile(r"^([0-9a-f]{32})(?:_heatmap)?\.(?:jpg|png|bmp|tif)(\.tmp)?$")
+_DAY_PARTS = (re.compile(r"^\d{4}$"), re.compile(r"^\d{2}$"), re.compile(r"^\d{2}$"))
+#: Files younger than this are never swept: their frame may still be on its way to the database.
+ORPHAN_GRACE = timedelta(hours=1)
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff"}
 
 
@@ -52,12 +59,26 @@ class RetentionResult:
     freed_bytes: int
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    removed_files: int
+    freed_bytes: int
+
+
+@dataclass(frozen=True)
+class _DaySwept:
+    dir_mtime_ns: int  # the folder's mtime before the sweep read it
+    until: float  # every file modified up to this time was checked
+    complete: bool  # no file was too young to judge
+
+
 class ArtifactStore:
     """Files under one root folder, addressed by server-made keys."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._swept: dict[Path, _DaySwept] = {}
 
     def save(
         self,
@@ -189,3 +210,104 @@ class ArtifactStore:
                 .values(image_key=None, heatmap_key=None, artifact_bytes=0)
             )
         return len(rows), freed
+
+    def sweep_orphans(self, db: Database, grace: timedelta = ORPHAN_GRACE,
+                      now: float | None = None, chunk: int = 500) -> SweepResult:
+        """Delete artifact files that no inspection record points at, and leftover `.tmp`
+        files, once they are older than `grace` (files of frames still on their way to the
+        database are younger). Empty day folders of past days go too.
+
+        Cheap to repeat: a day folder unchanged since a complete sweep is skipped, and only
+        files modified since the last sweep of their folder are looked up in the database
+        (the first sweep of a process checks everything)."""
+        cutoff = (time.time() if now is None else now) - grace.total_seconds()
+        removed, freed = 0, 0
+        for day in self._day_folders():
+            try:
+                dir_mtime = day.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            before = self._swept.get(day)
+            if before and before.complete and before.dir_mtime_ns == dir_mtime:
+                continue
+            since = before.until if before else float("-inf")
+            n, b, young, files_left = self._sweep_day(db, day, since, cutoff, chunk)
+            removed, freed = removed + n, freed + b
+            self._swept[day] = _DaySwept(dir_mtime, cutoff, not young)
+            if not files_left and self._past_day(day):
+                self._remove_empty(day)
+        if removed:
+            log.info("artifact sweep: removed %d orphan files (%d bytes) that no inspection "
+                     "record points at", removed, freed)
+        return SweepResult(removed, freed)
+
+    def _day_folders(self) -> Iterator[Path]:
+        def subdirs(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+            try:
+                return sorted(p for p in folder.iterdir()
+                              if pattern.match(p.name) and p.is_dir() and not p.is_symlink())
+            except FileNotFoundError:
+                return []
+
+        for year in subdirs(self.root, _DAY_PARTS[0]):
+            for month in subdirs(year, _DAY_PARTS[1]):
+                yield from subdirs(month, _DAY_PARTS[2])
+
+    def _sweep_day(self, db: Database, day: Path, since: float, cutoff: float,
+                   chunk: int) -> tuple[int, int, bool, bool]:
+        """(files removed, bytes freed, saw files too young to judge, files remain)."""
+        prefix = day.relative_to(self.root).as_posix()
+        young, files_left = False, False
+        candidates: list[tuple[str, str, Path, int]] = []  # (id, key, path, size)
+        leftovers: list[tuple[Path, int]] = []
+        with os.scandir(day) as entries:
+            for entry in entries:
+                files_left = True
+                match = _FILE_RE.match(entry.name)
+                if not match or not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if st.st_mtime > cutoff:
+                    young = True
+                elif match[2]:
+                    leftovers.append((Path(entry.path), st.st_size))
+                elif st.st_mtime > since:
+                    candidates.append((match[1], f"{prefix}/{entry.name}", Path(entry.path),
+                                       st.st_size))
+        referenced: set[str] = set()
+        for i in range(0, len(candidates), chunk):
+            ids = sorted({c[0] for c in candidates[i:i + chunk]})
+            stmt = select(Inspection.image_key, Inspection.heatmap_key).where(
+                Inspection.id.in_(ids))
+            with db.session() as s:
+                for image_key, heatmap_key in s.execute(stmt):
+                    referenced.update(k for k in (image_key, heatmap_key) if k)
+        doomed = leftovers + [(path, size) for _id, key, path, size in candidates
+                              if key not in referenced]
+        removed, freed = 0, 0
+        for path, size in doomed:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed, freed = removed + 1, freed + size
+        if removed:
+            files_left = any(True for _ in os.scandir(day))
+        return removed, freed, young, files_left
+
+    @staticmethod
+    def _past_day(day: Path) -> bool:
+        """True for folders of days before yesterday (UTC): no frame is written there now."""
+        try:
+            date = datetime.strptime("/".join(day.parts[-3:]), "%Y/%m/%d").replace(tzinfo=UTC)
+        except ValueError:
+            return False
+        return date < utcnow() - timedelta(days=2)
+
+    def _remove_empty(self, day: Path) -> None:
+        for folder in (day, day.parent, day.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another day, or a frame arrived): keep it
+                return
+            self._swept.pop(folder, None)
