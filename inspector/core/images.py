@@ -32,9 +32,10 @@ DEFAULT_MAX_SIDE = 65_500
 #: Peak memory per decoded pixel while a frame is in flight, on top of its body bytes: the
 #: decoded array (3 B/px RGB, briefly 6 while OpenCV's BGR copy is converted), the heatmap mapped
 #: back onto the frame (float32, 4 B/px), its colour version and the blended overlay (3 + 3)
-#: and the JPEG encoder's copy. Measured as the growth of the process's peak RSS over decode +
-#: resize + overlay + encode: 19.4 B/px for a 7000x7000 grey PNG, 15.4 for a 5000x5000 colour
-#: PNG, 13.2 for a colour BMP (scripts/bench_hostile_frames.py --measure-bytes-per-pixel).
+#: and the JPEG encoder's copy. Measured as the growth of the process's peak RSS over strict
+#: decode + resize + overlay + encode: 19.1 B/px for a 7000x7000 grey PNG, 18.3 for a 5000x5000
+#: colour PNG, 16.2 for a colour BMP (scripts/bench_hostile_frames.py
+#: --measure-bytes-per-pixel); 21 leaves a little headroom over the worst.
 BYTES_PER_PIXEL_IN_FLIGHT = 21
 
 # Pillow warns about huge sizes (we apply our own limit) and about corrupt TIFF/EXIF (we raise
