@@ -2,7 +2,8 @@
 
 `expected` is the class of HTTP status the server must answer with the default settings
 (max_side 16384, max_pixels 50 M, strict_decode on): "2xx" for valid images, "4xx" for images it
-must refuse with a clear error. Nothing here may ever answer 5xx. Shared by the hostile-frame
+must refuse with a clear error, "any" where either is right (a bit flip the JPEG decoder cannot
+notice). Nothing here may ever answer 5xx. Shared by the hostile-frame
 tests and the fuzz suite; everything is made in memory and seeded, so the corpus is the same on
 every run.
 """
@@ -24,7 +25,7 @@ from PIL import Image
 class HostileFrame:
     name: str
     data: bytes
-    #: "2xx" or "4xx" (with default settings); `status` narrows it when one code is certain.
+    #: "2xx", "4xx" or "any" (default settings); `status` narrows it when one code is certain.
     expected: str
     status: int | None = None
 
