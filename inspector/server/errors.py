@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inspector.core.errors import InspectorError
+from inspector.store.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,6 @@ class ServiceUnavailableError(InspectorError):
 DEFAULT_DB_RETRY_AFTER_S = 5
 #: At most one "database unavailable" warning per this many seconds; the rest are counted.
 _DB_WARN_EVERY_S = 10.0
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """True when `exc` says the database cannot be reached (down, restarting, connection
-    dropped, pool exhausted), as opposed to a statement the database refused."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-    return isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError)
 
 
 class _WarnOnce:

@@ -37,10 +37,9 @@ from inspector.server.schemas import InspectResponse, ModelRef, Timings, links_f
 from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
-from inspector.store.db import Database
+from inspector.store.db import Database, database_unavailable
 from inspector.store.inspections import (
     NewInspection,
-    is_connection_error,
     new_id,
     record_batch_isolated,
 )
@@ -202,8 +201,9 @@ class InspectionService:
             if saved:
                 self.artifacts.remove(saved.image_key)
                 self.artifacts.remove(saved.heatmap_key)
-            log.error("could not record inspection %s: %s", rec_id, refused)
-            if not is_connection_error(refused):
+            if not database_unavailable(refused):
+                log.warning("the database refused inspection %s: %s", rec_id,
+                            str(getattr(refused, "orig", None) or refused).strip()[:200])
                 raise RecordRejectedError(
                     "the database refused this record, so this verdict was not recorded: "
                     f"{type(refused).__name__}: "

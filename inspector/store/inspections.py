@@ -10,9 +10,8 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from inspector.store.db import Database
+from inspector.store.db import Database, database_unavailable
 from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
 from inspector.store.outbox import PendingEvent
 
@@ -111,14 +110,6 @@ def record_batch(
     return pending
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """True when the database (or the way to it) failed, not the data: retrying the same rows
-    one by one would fail the same way."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
 def record_batch_isolated(
     db: Database, items: list[NewInspection], destinations: list[str]
 ) -> tuple[dict[str, list[PendingEvent]], list[Exception | None]]:
@@ -130,7 +121,7 @@ def record_batch_isolated(
     try:
         return record_batch(db, items, destinations), [None] * len(items)
     except Exception as exc:
-        if is_connection_error(exc):
+        if database_unavailable(exc):
             raise
         if len(items) == 1:
             return {d: [] for d in destinations}, [exc]

@@ -15,10 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from inspector.server.errors import database_unavailable
 from inspector.store import keys
 from inspector.store.artifacts import ArtifactStore
-from inspector.store.db import Database
+from inspector.store.db import Database, database_unavailable
 from inspector.store.export import ExportQuery, csv_cell, write_export
 from inspector.store.inspections import add_review, new_id, record_batch
 from inspector.store.reviews import QueueQuery, queue_page
