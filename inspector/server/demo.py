@@ -174,6 +174,7 @@ def run_demo(cfg: DemoConfig) -> None:
 
     from inspector.server.app import create_app
     from inspector.server.logs import configure_logging
+    from inspector.server.transport import server_options
     from inspector.settings import load_settings
 
     t0 = time.monotonic()
@@ -189,7 +190,8 @@ def run_demo(cfg: DemoConfig) -> None:
     configure_logging(settings.log_level, settings.log_format)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=cfg.host, port=cfg.port,
                                            log_config=None, access_log=False,
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5,
+                                           **server_options(settings)))
     console.print(f"[3/4] starting the server on {cfg.url}")
 
     def when_up() -> None:
