@@ -1,7 +1,14 @@
 """The FastAPI app factory: settings in, a ready app out (services start in the lifespan).
 
-    uvicorn --factory inspector.server.app:create_app     # settings from INSPECTOR_* / file
-    inspector serve --models models/                      # the same, with flags
+    inspector serve --models models/                      # settings from flags, INSPECTOR_*, file
+    uvicorn --factory inspector.server.app:create_app \
+        --http inspector.server.transport:HttpToolsWithDeadlines \
+        --timeout-keep-alive 5 --limit-concurrency 1000
+
+`inspector serve` also applies the connection settings (header_timeout_s, body_timeout_s,
+keep_alive_timeout_s, max_connections; see inspector.server.transport). Under uvicorn's own
+command they are not read: without `--http ...WithDeadlines` a client that stalls mid-request
+holds its connection for ever, and the protocol given there uses the default 10 s / 30 s.
 """
 
 from __future__ import annotations
