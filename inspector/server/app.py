@@ -78,6 +78,8 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     service = InspectionService(settings, registry, db, artifacts, metrics,
                                 on_commit=publishers.offer)
     service.shadow = ShadowRunner(registry, db)
+    budget = service.budget
+    metrics.track_budget(lambda: budget.in_use, budget.limit)
     deployer = Deployer(settings, registry, db, metrics)
     deployer.restore()
     if not settings.auth_enabled:

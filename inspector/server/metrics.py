@@ -48,6 +48,14 @@ class Metrics:
             "inspector_artifacts_written", "Inspections whose image and heatmap were stored.",
             registry=r,
         )
+        self.inflight_bytes = Gauge(
+            "inspector_inflight_bytes", "Bytes reserved by frames in flight (the memory budget "
+            "in use), all models together.", registry=r,
+        )
+        self.inflight_limit = Gauge(
+            "inspector_inflight_bytes_limit", "The memory budget for frames in flight.",
+            registry=r,
+        )
         self._stations: set[str] = set()
 
     def count_verdict(self, station: str, verdict: str) -> None:
@@ -58,6 +66,11 @@ class Metrics:
             else:
                 self._stations.add(station)
         self.inspections.labels(station=station, verdict=verdict).inc()
+
+    def track_budget(self, in_use: Callable[[], int], limit: int) -> None:
+        """Report the frames' memory budget (bytes reserved now, and its limit)."""
+        self.inflight_bytes.set_function(lambda: float(in_use()))
+        self.inflight_limit.set(limit)
 
     def track_queue(self, model: str, depth: Callable[[], int]) -> None:
         """Report a model's in-flight count at scrape time."""

@@ -28,3 +28,13 @@ def test_station_labels_are_capped_and_the_rest_is_counted_as_other() -> None:
     assert series[OTHER_STATION] == extra
     assert series["st0"] == 2
     assert sum(series.values()) == MAX_STATION_LABELS + extra + 1
+
+
+def test_budget_gauges_read_the_budget_at_scrape_time() -> None:
+    metrics = Metrics()
+    in_use = [0]
+    metrics.track_budget(lambda: in_use[0], 1024)
+    in_use[0] = 300
+    text = metrics.render().decode()
+    assert "inspector_inflight_bytes 300.0" in text
+    assert "inspector_inflight_bytes_limit 1024.0" in text
