@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     max_side: int = Field(default=16_384, ge=16, le=65_500)
     #: Memory that frames in flight may hold at once (body + decoded pixels + working copies),
     #: in bytes. A frame that does not fit waits for no one: it answers 503 + Retry-After.
+    #: Must hold the largest legal frame (max_pixels, max_side, max_body_bytes; see
+    #: `inspector.core.images.worst_frame_bytes`): about 0.91 GB at the defaults.
     max_inflight_bytes: int = Field(default=1024**3, ge=16 * 1024**2)
     #: Frames over this many pixels are decoded on their own single thread, so a few huge
     #: frames cannot hold up normal frames from other stations.
@@ -215,6 +217,21 @@ class Settings(BaseSettings):
         names = [w.name for w in self.webhooks]
         if len(names) != len(set(names)):
             raise ValueError(f"webhook names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_holds_the_largest_frame(self) -> Settings:
+        from inspector.core.images import worst_frame_bytes  # numpy/OpenCV: only when validating
+
+        worst = worst_frame_bytes(self.max_pixels, self.max_side, self.max_body_bytes)
+        if self.max_inflight_bytes < worst:
+            raise ValueError(
+                f"max_inflight_bytes={self.max_inflight_bytes} cannot hold one legal frame: "
+                f"max_pixels={self.max_pixels} with max_body_bytes={self.max_body_bytes} needs "
+                f"up to {worst} bytes ({worst / 2**20:.0f} MiB) in flight, so such a frame "
+                f"would always be refused. Raise max_inflight_bytes to at least {worst}, or "
+                "lower max_pixels or max_body_bytes"
+            )
         return self
 
     @property

@@ -8,6 +8,23 @@ import numpy as np
 from inspector.core.card import HeatmapSpec, InputSpec
 from inspector.core.preprocess import Geometry, map_to_frame
 
+#: Longest side, in pixels, of the heatmap overlays the server draws and stores. A larger frame is
+#: first downscaled (area interpolation, aspect ratio kept), so mapping the anomaly map back,
+#: colouring, blending and JPEG-encoding cost O(2048^2) memory and time, not O(frame): a 50 Mpx
+#: PNG would otherwise need about 14 more bytes per pixel for its overlay alone. The review pages
+#: scale both the frame and its overlay to the same box by CSS, so the smaller overlay still lies
+#: exactly over the frame. `inspector inspect --heatmaps` keeps full-size overlays.
+SERVER_MAX_SIDE = 2048
+
+
+def bounded_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down so the longer side is at most `max_side` (aspect ratio kept,
+    rounded, each side at least 1); unchanged when it already fits or `max_side` is None."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, min(max_side, round(width * scale))), max(1, min(max_side, round(height * scale)))
+
 
 def colorize(amap: np.ndarray, spec: HeatmapSpec) -> np.ndarray:
     """Map anomaly values to RGB with the card's scale: vmin -> blue, vmax -> red."""
@@ -24,13 +41,20 @@ def overlay(
     input_spec: InputSpec,
     spec: HeatmapSpec,
     alpha: float | None = None,
+    max_side: int | None = None,
 ) -> np.ndarray:
-    """Blend the anomaly map over the frame it came from; returns RGB uint8 at the frame's size.
+    """Blend the anomaly map over the frame it came from; returns RGB uint8 at the frame's size,
+    or, when `max_side` is given and the frame's longer side exceeds it, at the frame's size
+    scaled down so that side is `max_side` (see `bounded_size`).
 
     `frame_rgb` may be a reduced-scale decode of the original frame: the overlay is drawn at
-    whatever size `frame_rgb` has.
+    whatever size `frame_rgb` has (`geometry` is in model-input pixels, so any frame size works).
     """
     fh, fw = frame_rgb.shape[:2]
+    bw, bh = bounded_size(fw, fh, max_side)
+    if (bw, bh) != (fw, fh):
+        frame_rgb = cv2.resize(frame_rgb, (bw, bh), interpolation=cv2.INTER_AREA)
+        fw, fh = bw, bh
     geo = Geometry(fw, fh, geometry.x0, geometry.y0, geometry.w, geometry.h)
     on_frame = map_to_frame(amap, geo, input_spec)
     colour = colorize(on_frame, spec)

@@ -22,6 +22,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
+from inspector.core import heatmap
 from inspector.core.errors import ImageDecodeError, ImageTooLargeError
 
 #: Default pixel budget for one frame (about a 100-megapixel sensor).
@@ -29,14 +30,21 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: Longest side OpenCV's codecs accept (its JPEG codec stops at 65,500 px; BMP/TIFF readers
 #: assert at 2^20): anything longer is refused from the header with 413, never decoded.
 DEFAULT_MAX_SIDE = 65_500
-#: Peak memory per decoded pixel while a frame is in flight, on top of its body bytes: the
-#: decoded array (3 B/px RGB, briefly 6 while OpenCV's BGR copy is converted), the heatmap mapped
-#: back onto the frame (float32, 4 B/px), its colour version and the blended overlay (3 + 3)
-#: and the JPEG encoder's copy. Measured as the growth of the process's peak RSS over strict
-#: decode + resize + overlay + encode: 19.1 B/px for a 7000x7000 grey PNG, 18.3 for a 5000x5000
-#: colour PNG, 16.2 for a colour BMP (scripts/bench_hostile_frames.py
-#: --measure-bytes-per-pixel); 21 leaves a little headroom over the worst.
-BYTES_PER_PIXEL_IN_FLIGHT = 21
+#: Peak memory per decoded pixel while a frame is in flight, on top of its body bytes, for
+#: decoding and resizing it: the decoded array (3 B/px RGB) and OpenCV's copy being converted
+#: (gray 1, BGR 3; a 16-bit frame 6 + 6 more while it is shifted to 8 bits). Measured as the
+#: growth of the process's peak RSS (scripts/bench_hostile_frames.py --measure-bytes-per-pixel,
+#: `decode` column): 4.2 B/px for a 7000x7000 grey PNG, 6.4 for a 5000x5000 colour PNG or BMP,
+#: 6.2 for a 16384x3000 colour PNG, 8.2 for 2048x2048, 15.3 for a 16-bit colour 5000x5000 PNG;
+#: 16 covers the worst. (4-channel 16-bit or float frames can take a few more.)
+BYTES_PER_PIXEL_IN_FLIGHT = 16
+#: Peak memory per pixel of the heatmap overlay the server draws and JPEG-encodes (the anomaly
+#: map brought onto it as float32, its colour version, the blend, the encoder's copy). The
+#: overlay is at most heatmap.SERVER_MAX_SIDE on its longer side, so a huge frame costs
+#: O(2048^2) here, not O(frame). Measured (`overlay` column: full - decode, per overlay pixel):
+#: 14.5 B/px at 2048x2048, 16.3 at 1600x1200; 18 leaves headroom. Before the overlay was bounded
+#: the whole frame was overlaid and one 7000x7000 grey PNG took 19.3 B/px (now 4.9).
+BYTES_PER_OVERLAY_PIXEL = 18
 
 # Pillow warns about huge sizes (we apply our own limit) and about corrupt TIFF/EXIF (we raise
 # our own error). Filters are set once here: warnings.catch_warnings is not thread-safe, and
@@ -147,10 +155,24 @@ def decoded_size(header: ImageHeader, target: tuple[int, int] | None) -> tuple[i
 
 
 def memory_estimate(header: ImageHeader, nbytes: int, target: tuple[int, int] | None) -> int:
-    """Bytes a frame holds at its peak in the server: its body plus BYTES_PER_PIXEL_IN_FLIGHT per
-    decoded pixel. Computed from the header, before decoding."""
+    """Bytes a frame holds at its peak in the server: its body, BYTES_PER_PIXEL_IN_FLIGHT per
+    decoded pixel and BYTES_PER_OVERLAY_PIXEL per pixel of its (bounded) heatmap overlay.
+    Computed from the header, before decoding."""
     w, h = decoded_size(header, target)
-    return nbytes + w * h * BYTES_PER_PIXEL_IN_FLIGHT
+    return nbytes + pixels_estimate(w, h)
+
+
+def pixels_estimate(width: int, height: int) -> int:
+    """The in-flight bytes of a decoded frame of this size, without its body."""
+    ow, oh = heatmap.bounded_size(width, height, heatmap.SERVER_MAX_SIDE)
+    return width * height * BYTES_PER_PIXEL_IN_FLIGHT + ow * oh * BYTES_PER_OVERLAY_PIXEL
+
+
+def worst_frame_bytes(max_pixels: int, max_side: int, max_body_bytes: int) -> int:
+    """The most one legal frame can hold in flight: max_pixels decoded at the shape with the
+    biggest overlay (square, or max_side long when that is shorter) plus a max_body_bytes body."""
+    side = min(max_side, int(max_pixels**0.5))
+    return max_body_bytes + pixels_estimate(side, max_pixels // max(side, 1))
 
 
 def _to_rgb8(img: np.ndarray) -> np.ndarray:

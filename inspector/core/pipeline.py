@@ -167,10 +167,14 @@ class Detector:
         return self.infer([self.prepare_bytes(b) for b in blobs])
 
     def overlay(
-        self, frame: PreparedFrame, judgement: Judgement, alpha: float | None = None
+        self, frame: PreparedFrame, judgement: Judgement, alpha: float | None = None,
+        max_side: int | None = None,
     ) -> np.ndarray:
-        """The heatmap as a colour overlay on the (possibly reduced-scale) decoded frame."""
+        """The heatmap as a colour overlay on the (possibly reduced-scale) decoded frame; with
+        `max_side`, a frame whose longer side exceeds it is downscaled first (the server passes
+        `heatmap.SERVER_MAX_SIDE`; None draws at the decoded frame's size)."""
         card = self.package.card
         return heatmap.overlay(
-            frame.frame.rgb, judgement.anomaly_map, frame.geometry, card.input, card.heatmap, alpha
+            frame.frame.rgb, judgement.anomaly_map, frame.geometry, card.input, card.heatmap, alpha,
+            max_side=max_side,
         )

@@ -26,7 +26,7 @@ from datetime import datetime
 import cv2
 from sqlalchemy.exc import SQLAlchemyError
 
-from inspector.core import images
+from inspector.core import heatmap, images
 from inspector.core.errors import ImageTooLargeError, InspectorError
 from inspector.core.pipeline import Judgement, PreparedFrame
 from inspector.server.batcher import MemoryBudget, MicroBatcher, Reservation
@@ -244,7 +244,8 @@ class InspectionService:
         rec_id: str, created_at: datetime, store: bool,
     ) -> Rendered:
         try:
-            overlay = model.detector.overlay(prepared, judgement)
+            overlay = model.detector.overlay(prepared, judgement,
+                                             max_side=heatmap.SERVER_MAX_SIDE)
             heat = images.encode(overlay, "jpeg", quality=85)
         except (cv2.error, RuntimeError) as exc:
             h, w = prepared.frame.rgb.shape[:2]

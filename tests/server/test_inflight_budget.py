@@ -44,7 +44,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     make_package(root / "models", name="other")
     env = base_env(root / "data", INSPECTOR_AUTH_ENABLED="false", INSPECTOR_SAMPLE_PASSES="0",
                    INSPECTOR_MAX_INFLIGHT_BYTES=str(16 * MIB),
-                   INSPECTOR_MAX_BODY_BYTES=str(32 * MIB),
+                   # the budget must hold the largest legal frame (settings refuse less):
+                   # 12 MiB of body + 100,000 px (316x316: 3.4 MB in flight) < 16 MiB
+                   INSPECTOR_MAX_BODY_BYTES=str(12 * MIB),
+                   INSPECTOR_MAX_PIXELS="100000",
                    INSPECTOR_STATIONS='{"s1": "tiny:1", "s2": "other:1"}')
     with ServerProcess(env, root / "models", root / "server.log") as srv:
         yield srv
@@ -62,10 +65,12 @@ def head_of(sock: socket.socket) -> str:
 
 
 def test_declared_length_over_the_budget_is_413_before_the_body(server: ServerProcess) -> None:
+    """Over the budget is also over max_body_bytes (settings refuse a budget smaller than the
+    largest legal frame), so the body limit answers first."""
     with stalled_upload(server.port, "s1", 20 * MIB) as sock:
         head = head_of(sock)  # nothing of the body was sent
     assert head.startswith("HTTP/1.1 413"), head
-    assert "max_inflight_bytes" in head
+    assert "max_body_bytes" in head
 
 
 def test_budget_is_shared_by_all_models(server: ServerProcess) -> None:
@@ -87,12 +92,16 @@ def test_budget_is_shared_by_all_models(server: ServerProcess) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_frame_whose_pixels_exceed_the_budget_is_413(server: ServerProcess) -> None:
-    """A 12 KB PNG of 2000x2000 px needs about 80 MiB in flight: refused from its header."""
+def test_largest_legal_frame_fits_the_budget(server: ServerProcess) -> None:
+    """A frame at max_pixels (316x316 of 100,000) fits the 16 MiB budget and is judged; a
+    2000x2000 PNG (12 KB, about 70 MB in flight) is refused from its header, by max_pixels."""
+    ok = httpx.post(f"{server.url}/v1/inspect", params={"station": "s1"},
+                    content=png_bytes(316, 316), headers={"Content-Type": "image/png"})
+    assert ok.status_code == 200, ok.text
     data = png_bytes(2000, 2000)
     r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s1"}, content=data,
                    headers={"Content-Type": "image/png"})
     assert r.status_code == 413, r.text
     err = r.json()["error"]
-    assert err["type"] == "ImageTooLargeError" and "max_inflight_bytes" in err["hint"]
-    assert "2000x2000" in err["message"]
+    assert err["type"] == "ImageTooLargeError"
+    assert "2000x2000" in err["message"] or "4000000" in err["message"], err
