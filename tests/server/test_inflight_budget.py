@@ -61,7 +61,21 @@ def stalled_upload(port: int, station: str, length: int) -> socket.socket:
 
 
 def head_of(sock: socket.socket) -> str:
-    return sock.recv(65536).decode(errors="replace")
+    """The whole answer: its head and (Content-Length) body, which may come in separate reads."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
 
 
 def test_declared_length_over_the_budget_is_413_before_the_body(server: ServerProcess) -> None:
