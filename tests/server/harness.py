@@ -59,6 +59,25 @@ def create_key(env: dict[str, str], role: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def read_answer(sock: socket.socket) -> str:
+    """A whole HTTP answer from a raw socket: its head and its Content-Length body, which may
+    arrive in separate reads."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
 class ServerProcess:
     """`inspector serve` as a child process; logs go to a file shown when a test fails."""
 

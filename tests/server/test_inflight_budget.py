@@ -16,7 +16,7 @@ from inspector.server.errors import PayloadTooLargeError, ServerBusyError
 from tests.hostile_corpus import png_bytes
 from tests.model_factory import make_package
 from tests.server.conftest import good_frame
-from tests.server.harness import ServerProcess, base_env
+from tests.server.harness import ServerProcess, base_env, read_answer
 
 MIB = 2**20
 
@@ -60,29 +60,11 @@ def stalled_upload(port: int, station: str, length: int) -> socket.socket:
     return sock
 
 
-def head_of(sock: socket.socket) -> str:
-    """The whole answer: its head and (Content-Length) body, which may come in separate reads."""
-    data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace")
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":", 1)[1])
-    return 0
-
-
 def test_declared_length_over_the_budget_is_413_before_the_body(server: ServerProcess) -> None:
     """Over the budget is also over max_body_bytes (settings refuse a budget smaller than the
     largest legal frame), so the body limit answers first."""
     with stalled_upload(server.port, "s1", 20 * MIB) as sock:
-        head = head_of(sock)  # nothing of the body was sent
+        head = read_answer(sock)  # nothing of the body was sent
     assert head.startswith("HTTP/1.1 413"), head
     assert "max_body_bytes" in head
 
@@ -93,7 +75,7 @@ def test_budget_is_shared_by_all_models(server: ServerProcess) -> None:
     with stalled_upload(server.port, "s1", 12 * MIB) as big:
         time.sleep(0.2)
         with stalled_upload(server.port, "s2", 6 * MIB) as second:
-            head = head_of(second)
+            head = read_answer(second)
         assert head.startswith("HTTP/1.1 503"), head
         assert "Retry-After: 1" in head.replace("retry-after", "Retry-After")
         r = httpx.post(f"{server.url}/v1/inspect", params={"station": "s2"},
