@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from inspector.store.db import Database
 from tests.model_factory import make_package, part_image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -45,3 +47,22 @@ def good_jpeg() -> bytes:
 @pytest.fixture
 def defect_png() -> bytes:
     return encode_bgr(part_image(defect=True), ".png")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database per test: SQLite in a temp folder, and PostgreSQL in a fresh
+    schema (skipped with a reason where PostgreSQL is not reachable)."""
+    from tests.server.harness import postgres_schema
+
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'inspector.db'}")
+        database.migrate()
+        yield database
+        database.dispose()
+        return
+    with postgres_schema() as url:
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()

@@ -148,20 +148,27 @@ class _Deadlines:
         self._conn.transport.close()
 
 
-class H11WithDeadlines(H11Protocol):
-    """uvicorn's h11 protocol (pure Python) with head and body timeouts."""
+class _WithDeadlines:
+    """The timers' life cycle, shared by both protocol classes below (put first in the bases,
+    so its methods wrap uvicorn's)."""
 
     header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s = DEFAULT_BODY_TIMEOUT_S
+    deadlines: _Deadlines
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.deadlines = _Deadlines(self, self.header_timeout_s, self.body_timeout_s)
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.deadlines = _Deadlines(self, self.header_timeout_s,  # type: ignore[arg-type]
+                                    self.body_timeout_s)
+        super().connection_made(transport)  # type: ignore[misc]
         self.deadlines.await_head(False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.deadlines.stop()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class H11WithDeadlines(_WithDeadlines, H11Protocol):
+    """uvicorn's h11 protocol (pure Python) with head and body timeouts."""
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:
@@ -184,20 +191,8 @@ class H11WithDeadlines(H11Protocol):
             self.deadlines.body_done()
 
 
-class HttpToolsWithDeadlines(HttpToolsProtocol):
+class HttpToolsWithDeadlines(_WithDeadlines, HttpToolsProtocol):
     """uvicorn's httptools protocol (the fast C parser) with head and body timeouts."""
-
-    header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
-    body_timeout_s = DEFAULT_BODY_TIMEOUT_S
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.deadlines = _Deadlines(self, self.header_timeout_s, self.body_timeout_s)
-        super().connection_made(transport)
-        self.deadlines.await_head(False)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.deadlines.stop()
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -8,12 +8,10 @@ InspectionService (real model, real database) directly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from inspector.server.metrics import Metrics
@@ -26,22 +24,6 @@ from inspector.store.inspections import NewInspection, new_id, record_batch_isol
 from inspector.store.models import Inspection, OutboxEvent
 from tests.model_factory import make_package
 from tests.server.conftest import defect_frame, good_frame
-from tests.server.harness import postgres_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'inspector.db'}")
-        database.migrate()
-        yield database
-        database.dispose()
-        return
-    with postgres_schema() as url:
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 def record(part_id: str | None = "p", **kw: object) -> NewInspection:

@@ -5,11 +5,8 @@ a revoked key still signs its holder out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 
 from inspector.store import keys
@@ -18,23 +15,6 @@ from inspector.store.models import UiSessionRow
 from inspector.ui.session import UiSession, end_session, key_still_valid, start_session
 
 MAX_AGE_S = 3600.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    from tests.server.harness import postgres_schema
-
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'inspector.db'}")
-        database.migrate()
-        yield database
-        database.dispose()
-        return
-    with postgres_schema() as url:
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 def signed_in(db: Database, role: str = "reviewer") -> tuple[UiSession, str]:
