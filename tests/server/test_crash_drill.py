@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from tests.model_factory import make_package
 from tests.server.conftest import good_frame
 from tests.server.harness import Mosquitto, ServerProcess, base_env
-from tests.server.test_outage import Subscriber
+from tests.server.test_outage import Subscriber, _wait_until
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
@@ -81,14 +81,6 @@ class Cameras:
                         self.acked.append(r.json()["id"])
                     else:
                         self.refused[r.status_code] = self.refused.get(r.status_code, 0) + 1
-
-
-def _wait_until(cond: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_broker_outage_then_kill_9_loses_no_acknowledged_verdict(tmp_path: Path) -> None:
