@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from inspector.store import outbox
-from inspector.store.db import Database
+from inspector.store.db import Database, database_unavailable
 from inspector.store.outbox import Failure, PendingEvent
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class OutboxWorker:
         self._memory_limit = memory_limit
         #: Read the table before trusting memory again (start-up, failures, overflow).
         self._scan_needed = True
+        #: When the database became unreachable for this worker (None: reachable).
+        self._db_down_since: float | None = None
         self._next_scan = 0.0
         #: Highest row id handed to the destination from a scan; memory rows at or below it
         #: were already sent by that scan.
@@ -210,16 +212,34 @@ class OutboxWorker:
         name = self.destination.name
         self._on_backlog(name, counts.get((name, "pending"), 0), counts.get((name, "dead"), 0))
 
+    def _round_failed(self, exc: Exception) -> None:
+        """Log a failed outbox round: a database outage once (one line, no traceback; the
+        rows wait in the database and go out when it is back), anything else in full."""
+        if not database_unavailable(exc):
+            log.exception("%s: outbox round failed; retrying in 1 s", self.destination.name)
+            return
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.warning("%s: database unavailable (%s: %s); deliveries resume when it is back",
+                        self.destination.name, type(exc).__name__, reason[0] if reason else "")
+
     def _run(self) -> None:
         next_report = 0.0
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 delivered, failed = self.drain_once(settle=False)
-            except Exception:
-                log.exception("%s: outbox round failed; retrying in 1 s", self.destination.name)
+            except Exception as exc:
+                self._round_failed(exc)
                 self._scan_needed = True
                 delivered, failed = 0, 1
+            else:
+                if self._db_down_since is not None:
+                    log.info("%s: database reachable again after %.0f s; delivering the "
+                             "backlog", self.destination.name,
+                             time.monotonic() - self._db_down_since)
+                    self._db_down_since = None
             if delivered and not failed:
                 continue  # more may be waiting
             timeout = 1.0 if not failed else 0.5

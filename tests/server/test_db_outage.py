@@ -1,5 +1,6 @@
 """A database outage under load: 503 + Retry-After while PostgreSQL is down, recovery without a
-server restart, and not one acknowledged verdict lost.
+server restart, and not one acknowledged verdict lost: every one is in the database and
+arrives on MQTT (from the outbox, which lives in the same database).
 
 A private PostgreSQL cluster (tests/pg_cluster.py) is crashed with `pg_ctl stop -m immediate`
 while 8 cameras keep posting, kept down ~20 s (longer than the 10 s API-key cache, so key
@@ -19,10 +20,11 @@ import sqlalchemy as sa
 from tests.model_factory import make_package
 from tests.pg_cluster import PrivatePostgres
 from tests.server.conftest import good_frame
-from tests.server.harness import ServerProcess, base_env, create_key
+from tests.server.harness import Mosquitto, ServerProcess, base_env, create_key
+from tests.server.test_outage import Subscriber
 from tests.ui.conftest import form_token
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.mqtt, pytest.mark.slow]
 
 RETRY_AFTER = "3"
 DOWN_S = 20.0
@@ -89,11 +91,16 @@ def _sign_in(url: str, key: str) -> httpx.Client:
 
 
 def test_database_outage_answers_503_and_loses_no_verdict(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    sub = Subscriber(broker.port, "dbdown")
     with PrivatePostgres() as pg:
         make_package(tmp_path / "models")
         env = base_env(tmp_path / "data", INSPECTOR_DATABASE_URL=pg.url,
                        INSPECTOR_SAMPLE_PASSES="0", INSPECTOR_MAX_DELAY_MS="2",
-                       INSPECTOR_DB_RETRY_AFTER_S=RETRY_AFTER, INSPECTOR_NODE_ID="outage")
+                       INSPECTOR_DB_RETRY_AFTER_S=RETRY_AFTER, INSPECTOR_NODE_ID="outage",
+                       INSPECTOR_LINE="dbdown", INSPECTOR_PUBLISH_MAX_BACKOFF_S="1",
+                       INSPECTOR_MQTT_URL=f"mqtt://127.0.0.1:{broker.port}")
         camera, reviewer = create_key(env, "camera"), create_key(env, "reviewer")
         never_used = create_key(env, "camera")  # not in the key cache when the database dies
         server = ServerProcess(env, tmp_path / "models", tmp_path / "server.log").start()
@@ -129,10 +136,14 @@ def test_database_outage_answers_503_and_loses_no_verdict(tmp_path: Path) -> Non
             cams.stop()
             after = httpx.get(f"{server.url}/readyz", timeout=30)
             ui_after = ui.get("/ui/")
+            acked_ids = {a[3] for a in cams.answers if a[1] == 200}
+            missing_mqtt = sub.wait_for(acked_ids, 90)  # the server is still running
         finally:
             cams.stop()
             ui.close()
             server.stop()
+            sub.close()
+            broker.stop()
         log = server.log()
 
         # While down: every kind of request answers 503 + Retry-After, quickly.
@@ -166,5 +177,6 @@ def test_database_outage_answers_503_and_loses_no_verdict(tmp_path: Path) -> Non
         finally:
             engine.dispose()
         assert acked and not acked - stored, f"{len(acked - stored)} of {len(acked)} lost"
+        assert not missing_mqtt, f"{len(missing_mqtt)} of {len(acked)} never arrived on MQTT"
         print(f"answers: {len(cams.answers)}, acknowledged {len(acked)}, 503 while down "
               f"{len(down)}, /readyz while down {ready_s * 1000:.0f} ms")
