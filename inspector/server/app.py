@@ -40,7 +40,7 @@ from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings, load_settings
 from inspector.store import deployments
 from inspector.store.artifacts import ArtifactStore
-from inspector.store.db import Database
+from inspector.store.db import Database, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +92,21 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
 
 async def _retention_loop(services: Services) -> None:
     s = services.settings
+    jobs: list[tuple[str, Callable[[], object]]] = [
+        ("artifact retention", lambda: services.artifacts.enforce_retention(
+            services.db, timedelta(days=s.retention_days), int(s.retention_max_gb * 1e9))),
+        # files of frames whose records never committed (crash, failed commit)
+        ("artifact orphan sweep", lambda: services.artifacts.sweep_orphans(services.db)),
+    ]
     while True:
-        try:
-            await asyncio.to_thread(
-                services.artifacts.enforce_retention, services.db,
-                timedelta(days=s.retention_days), int(s.retention_max_gb * 1e9))
-        except Exception:
-            log.exception("artifact retention failed; will retry")
-        try:  # files of frames whose records never committed (crash, failed commit)
-            await asyncio.to_thread(services.artifacts.sweep_orphans, services.db)
-        except Exception:
-            log.exception("artifact orphan sweep failed; will retry")
+        for name, job in jobs:
+            try:
+                await asyncio.to_thread(job)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    log.warning("%s skipped: the database is unavailable; will retry", name)
+                else:
+                    log.exception("%s failed; will retry", name)
         await asyncio.sleep(s.retention_interval_s)
 
 
