@@ -28,8 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from inspector import bench
 from inspector.core.runtime import plan_threads, uses_gpu
-from inspector.server import bench
 
 
 def free_port() -> int:

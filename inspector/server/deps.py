@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from inspector.lifecycle.deployer import Deployer
+from inspector.lifecycle.registry import ModelRegistry
 from inspector.publish.manager import Publishers
 from inspector.server.auth import (
     ANONYMOUS_ADMIN,
@@ -18,10 +20,8 @@ from inspector.server.auth import (
     check_role,
     check_station,
 )
-from inspector.server.deployer import Deployer
 from inspector.server.errors import AuthenticationError
 from inspector.server.metrics import Metrics
-from inspector.server.registry import ModelRegistry
 from inspector.server.service import InspectionService
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inspector.server.errors import PayloadTooLargeError, error_body
+from inspector.lifecycle.errors import PayloadTooLargeError
+from inspector.server.errors import error_body
 
 _FRAME_HINT = "send smaller frames (compress as JPEG) or raise max_body_bytes in settings"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,6 +76,11 @@ class Metrics:
     def track_queue(self, model: str, depth: Callable[[], int]) -> None:
         """Report a model's in-flight count at scrape time."""
         self.queue_depth.labels(model=model).set_function(lambda: float(depth()))
+
+    def forget_queue(self, model: str) -> None:
+        """Stop reporting an unloaded model's queue."""
+        with contextlib.suppress(KeyError):
+            self.queue_depth.remove(model)
 
     def batch_observer(self, model: str) -> Callable[[int, float], None]:
         hist = self.batch_size.labels(model=model)

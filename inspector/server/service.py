@@ -29,12 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from inspector.core import heatmap, images
 from inspector.core.errors import ImageTooLargeError, InspectorError
 from inspector.core.pipeline import Judgement, PreparedFrame
-from inspector.server.batcher import MemoryBudget, MicroBatcher, Reservation
-from inspector.server.errors import ServiceUnavailableError
+from inspector.lifecycle.batcher import MemoryBudget, MicroBatcher, Reservation
+from inspector.lifecycle.errors import ServiceUnavailableError
+from inspector.lifecycle.registry import ModelRegistry, ServedModel
+from inspector.lifecycle.shadow import ShadowRunner
 from inspector.server.metrics import Metrics
-from inspector.server.registry import ModelRegistry, ServedModel
 from inspector.server.schemas import InspectResponse, ModelRef, Timings, links_for
-from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database, database_unavailable

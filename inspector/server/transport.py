@@ -21,7 +21,7 @@ count against the client.
 starting the app with uvicorn's own command instead, pass the protocol there to get the
 same protection with the default timeouts (10 s head, 30 s body):
 
-    uvicorn --factory inspector.server.app:create_app \\
+    uvicorn --factory inspector.app:create_app \\
         --http inspector.server.transport:HttpToolsWithDeadlines \\
         --timeout-keep-alive 5 --limit-concurrency 1000
 """

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from inspector.server.app import create_app
+from inspector.app import create_app
 from inspector.settings import Settings, load_settings
 from inspector.store.db import Database
 from inspector.store.keys import create_key

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from inspector.core.errors import InspectorError
-from inspector.server.archive import ArchiveError, Limits, extract, safe_member_path
-from inspector.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from inspector.lifecycle.archive import ArchiveError, Limits, extract, safe_member_path
+from inspector.lifecycle.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from tests.model_factory import make_package
 from tests.registry.packing import (
     file_info,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.server.shadow_report import average_ranks, build_report, pearson, spearman
+from inspector.lifecycle.shadow_report import average_ranks, build_report, pearson, spearman
 from inspector.store.shadow import ShadowRow
 
 

@@ -300,7 +300,7 @@ def test_mqtt_receives_every_verdict(live: Live) -> None:
 
 def test_bench_client_against_the_server(live: Live) -> None:
     """`inspector bench --server`: its keep-alive client gets answers and counts refusals."""
-    from inspector.server.bench import bench_server
+    from inspector.bench import bench_server
 
     blobs = [good_frame(seed=i) for i in range(4)] + [defect_frame(seed=9)]
     ok = bench_server(live.url, blobs, clients=3, seconds=1.5, station="bench",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from inspector.server.app import create_app
+from inspector.app import create_app
 from inspector.settings import Settings
 from tests.model_factory import make_package
 from tests.server.conftest import Live, good_frame

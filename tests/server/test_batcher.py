@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from inspector.core.errors import ImageDecodeError
-from inspector.server.batcher import Admission, MicroBatcher
-from inspector.server.errors import ServerBusyError, install_error_handlers
+from inspector.lifecycle.batcher import Admission, MicroBatcher
+from inspector.lifecycle.errors import ServerBusyError
+from inspector.server.errors import install_error_handlers
 
 T = TypeVar("T")
 

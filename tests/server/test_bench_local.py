@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from inspector.bench import bench_in_process, bench_server
 from inspector.core.runtime import ThreadPlan, plan_threads
-from inspector.server.bench import bench_in_process, bench_server
 from tests.server.conftest import defect_frame, good_frame
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from inspector.lifecycle.registry import ModelRegistry
 from inspector.server.metrics import Metrics
-from inspector.server.registry import ModelRegistry
 from inspector.server.service import InspectionService, RecordRejectedError
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore

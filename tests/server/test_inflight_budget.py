@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from inspector.server.batcher import MemoryBudget
-from inspector.server.errors import PayloadTooLargeError, ServerBusyError
+from inspector.lifecycle.batcher import MemoryBudget
+from inspector.lifecycle.errors import PayloadTooLargeError, ServerBusyError
 from tests.hostile_corpus import png_bytes
 from tests.model_factory import make_package
 from tests.server.conftest import good_frame

@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from inspector.export_command import export_cmd, parse_time
+from inspector.cli.dataset import export_cmd, parse_time
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database
 from inspector.store.export import ExportQuery, folder_for, write_export

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from inspector.server.app import create_app
+from inspector.app import create_app
 from inspector.settings import Settings
 from tests.model_factory import make_package
 from tests.ui.conftest import form_token

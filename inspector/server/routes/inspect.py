@@ -16,8 +16,8 @@ from starlette.requests import ClientDisconnect
 
 from inspector.core.errors import InspectorError
 from inspector.core.text import check_text
+from inspector.lifecycle.errors import UnsupportedMediaTypeError
 from inspector.server.deps import CameraDep, ServicesDep
-from inspector.server.errors import UnsupportedMediaTypeError
 from inspector.server.schemas import InspectResponse
 from inspector.settings import SAFE_NAME
 

@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
+from inspector.lifecycle.errors import NotFoundError
 from inspector.server.deps import ReaderDep, ServicesDep
-from inspector.server.errors import NotFoundError, error_responses
+from inspector.server.errors import error_responses
 from inspector.server.schemas import InspectionOut, InspectionPage, ReviewIn, ReviewOut
 from inspector.settings import SAFE_NAME
 from inspector.store import inspections as store

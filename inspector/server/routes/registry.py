@@ -12,19 +12,19 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.datastructures import UploadFile
 
-from inspector.server import uploads
-from inspector.server.archive import Limits, storage_error
-from inspector.server.deployer import Deployer
-from inspector.server.deps import AdminDep, ReaderDep, Services, ServicesDep
-from inspector.server.errors import (
+from inspector.lifecycle import uploads
+from inspector.lifecycle.archive import Limits, storage_error
+from inspector.lifecycle.deployer import Deployer
+from inspector.lifecycle.errors import (
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
-    error_responses,
 )
-from inspector.server.registry_schemas import ShadowReport, StationOut, UploadOut
-from inspector.server.shadow_report import build_report
+from inspector.lifecycle.schemas import ShadowReport, StationOut, UploadOut
+from inspector.lifecycle.shadow_report import build_report
+from inspector.server.deps import AdminDep, ReaderDep, Services, ServicesDep
+from inspector.server.errors import error_responses
 from inspector.settings import SAFE_NAME
 from inspector.store import shadow as shadow_store
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from inspector.server.deployer import StationState
+from inspector.lifecycle.deployer import StationState
 
 
 class UploadOut(BaseModel):

@@ -1,4 +1,4 @@
-"""`inspector train | evaluate | calibrate | dataset synth`: the model life-cycle commands.
+"""`inspector train | evaluate | calibrate`: make a package and choose its threshold.
 
 `train` hands over to the `training` package (the [train] extra, with torch); the others run
 the exported ONNX model through inspector.core and need no torch.
@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import typer
-from rich.progress import Progress
 
-from inspector.cli import fail, load_detector
+from inspector.cli.errors import fail
+from inspector.cli.inspect import load_detector
 from inspector.core.card import ThresholdSpec, utcnow, write_card
 from inspector.core.datasets import SPLIT_FILE, Dataset, Sample, samples_from_split, scan
 from inspector.core.errors import InspectorError
 from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
-from inspector.core.pipeline import Detector
-from inspector.evaluation import EvalResult, evaluate
-from inspector.export_command import export_cmd
 
-dataset_app = typer.Typer(help="Make and export data sets.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from inspector.core.pipeline import Detector
+    from inspector.evaluation import EvalResult
 
 ModelDir = Annotated[Path, typer.Argument(help="Model package folder (models/NAME/VERSION).")]
 DataDir = Annotated[Path, typer.Option("--data", help="Data set folder (MVTec or labeled).")]
@@ -34,13 +33,17 @@ def _load(model_dir: Path, data: Path) -> tuple[Detector, Dataset]:
     try:
         return detector, scan(data)
     except InspectorError as exc:
-        raise fail(str(exc)) from exc
+        raise fail(exc) from exc
 
 
 def _score(
     detector: Detector, samples: list[Sample], what: str, batch: int, quiet: bool = False
 ) -> EvalResult:
     """Run `evaluate` behind a progress bar."""
+    from rich.progress import Progress
+
+    from inspector.evaluation import evaluate
+
     with Progress(transient=True, disable=quiet) as bar:
         task = bar.add_task(what, total=len(samples))
         return evaluate(detector, samples, batch=batch, progress=lambda n: bar.advance(task, n))
@@ -177,26 +180,6 @@ def _pick_split(detector: Detector, ds: Dataset, split: str) -> list[Sample]:
     return _held_out(detector, ds, "test") or list(ds.test)
 
 
-def synth_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write (MVTec layout).")],
-    n_train: Annotated[int, typer.Option(help="Good training images.")] = 60,
-    n_test_good: Annotated[int, typer.Option(help="Good test images.")] = 20,
-    n_test_defect: Annotated[int, typer.Option(help="Test images per defect type.")] = 10,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 160,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    gray: Annotated[bool, typer.Option(help="Grayscale surfaces.")] = False,
-) -> None:
-    """Write a small synthetic data set (scratches, spots, cracks, with masks).
-
-    Example: inspector dataset synth --out /tmp/synth
-    """
-    from inspector.synth import SynthConfig, write_dataset
-
-    counts = write_dataset(out, SynthConfig(n_train, n_test_good, n_test_defect, size, seed, gray))
-    for folder, n in counts.items():
-        print(f"{n:5d}  {out / folder}")
-
-
 def _parse_overrides(pairs: list[str]) -> dict[str, object]:
     """`key=value` pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
     out: dict[str, object] = {}
@@ -240,6 +223,8 @@ def train_cmd(
     """
     import importlib
 
+    # By name: the [train] extra (torch) may be absent, and the server package's type check
+    # does not follow into training/.
     try:
         training = importlib.import_module("training.cli")
     except ModuleNotFoundError as exc:
@@ -258,7 +243,7 @@ def train_cmd(
             **_parse_overrides(set_ or []),
         )
     except InspectorError as exc:
-        raise fail(str(exc)) from exc
+        raise fail(exc) from exc
     card = result.card
     print(
         f"wrote {result.out} ({card.ref}, {card.kind}) in {result.train_seconds:.0f} s; "
@@ -275,12 +260,3 @@ def train_cmd(
         value = (result.evaluation or {}).get(key)
         if value is not None:
             print(f"{key:>20}: {value:.4f}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate_cmd)
-    app.command("calibrate")(calibrate_cmd)
-    app.command("train")(train_cmd)
-    dataset_app.command("synth")(synth_cmd)
-    dataset_app.command("export")(export_cmd)
-    app.add_typer(dataset_app, name="dataset")

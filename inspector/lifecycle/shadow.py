@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from inspector.core.card import InputSpec
 from inspector.core.pipeline import PreparedFrame
-from inspector.server.batcher import MicroBatcher
-from inspector.server.registry import ModelRegistry, ServedModel
+from inspector.lifecycle.batcher import MicroBatcher
+from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.store.db import Database
 from inspector.store.inspections import NewInspection
 from inspector.store.shadow import NewShadowResult, record_shadow_batch

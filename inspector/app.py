@@ -1,7 +1,7 @@
 """The FastAPI app factory: settings in, a ready app out (services start in the lifespan).
 
     inspector serve --models models/                      # settings from flags, INSPECTOR_*, file
-    uvicorn --factory inspector.server.app:create_app \
+    uvicorn --factory inspector.app:create_app \
         --http inspector.server.transport:HttpToolsWithDeadlines \
         --timeout-keep-alive 5 --limit-concurrency 1000
 
@@ -24,19 +24,19 @@ import cv2
 from fastapi import FastAPI
 
 from inspector import ui
+from inspector.lifecycle.batcher import Admission
+from inspector.lifecycle.deployer import Deployer
+from inspector.lifecycle.registry import ModelRegistry
+from inspector.lifecycle.shadow import ShadowRunner
 from inspector.publish.manager import Publishers
 from inspector.server.auth import KeyCache
-from inspector.server.batcher import Admission
-from inspector.server.deployer import Deployer
 from inspector.server.deps import Services
 from inspector.server.errors import install_error_handlers
 from inspector.server.limits import BodyLimitMiddleware
 from inspector.server.metrics import Metrics
-from inspector.server.registry import ModelRegistry
 from inspector.server.routes import health, inspect, inspections, models, reviews
 from inspector.server.routes import registry as registry_routes
 from inspector.server.service import InspectionService
-from inspector.server.shadow import ShadowRunner
 from inspector.settings import Settings, load_settings
 from inspector.store import deployments
 from inspector.store.artifacts import ArtifactStore

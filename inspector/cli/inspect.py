@@ -1,51 +1,24 @@
-"""The `inspector` command.
-
-Each group of commands lives beside the code it drives and registers itself here; heavy
-imports (FastAPI, ONNX Runtime sessions, and torch for `train`) happen inside the commands, so
-`inspector --help` stays fast and the server never loads the training stack.
-"""
+"""`inspector inspect` and `inspector models validate`: a package judged offline."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from inspector.cli.errors import error_line, fail
+from inspector.core.datasets import IMAGE_SUFFIXES
 from inspector.core.errors import InspectorError
 
 if TYPE_CHECKING:
     from inspector.core.pipeline import Detector
 
-app = typer.Typer(
-    name="inspector",
-    help="Machine-vision defect inspection: train ONNX defect models, judge images, serve them.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 models_app = typer.Typer(help="Work with model packages.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
 
-console = Console(stderr=True)
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-
-
-def error_line(message: str) -> None:
-    """One line on stderr, never wrapped, so scripts and people can grep it."""
-    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line and return the Exit to raise."""
-    error_line(message)
-    return typer.Exit(code)
 
 
 def load_detector(model_dir: Path, providers: str = "auto") -> Detector:
@@ -59,14 +32,7 @@ def load_detector(model_dir: Path, providers: str = "auto") -> Detector:
     try:
         return Detector.load(model_dir, RuntimeOptions(providers=providers))  # type: ignore[arg-type]
     except InspectorError as exc:
-        raise fail(str(exc)) from exc
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+        raise fail(exc) from exc
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -80,7 +46,6 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return out
 
 
-@app.command()
 def inspect(
     model_dir: Annotated[Path, typer.Argument(help="Model package folder (models/NAME/VERSION).")],
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
@@ -99,6 +64,9 @@ def inspect(
 
         inspector inspect models/tiles/1 frames/ --json --heatmaps /tmp/heat
     """
+    from rich.console import Console
+    from rich.table import Table
+
     from inspector.core.images import encode
 
     detector = load_detector(model_dir, providers)
@@ -149,7 +117,6 @@ def inspect(
         raise fail(f"{errors} of {len(files)} file(s) could not be judged", code=1)
 
 
-@models_app.command("validate")
 def models_validate(
     model_dir: Annotated[Path, typer.Argument(help="Model package folder.")],
 ) -> None:
@@ -162,26 +129,3 @@ def models_validate(
         f"ok: {card.ref} ({card.kind}) input {card.input.width}x{card.input.height} "
         f"{card.input.resize}, threshold {card.threshold.value:.4f} ({card.threshold.method})"
     )
-
-
-def _register_plugins() -> None:
-    """Attach command groups that live in other modules (server, training, datasets)."""
-    from importlib import import_module
-
-    for module in ("inspector.model_commands", "inspector.server.commands"):
-        try:
-            mod = import_module(module)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not module.startswith(exc.name):
-                raise
-            continue
-        mod.register(app)
-
-
-def main() -> None:
-    _register_plugins()
-    try:
-        app()
-    except InspectorError as exc:
-        error_line(str(exc))
-        sys.exit(2)

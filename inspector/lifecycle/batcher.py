@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from inspector.server.errors import PayloadTooLargeError, ServerBusyError
+from inspector.lifecycle.errors import PayloadTooLargeError, ServerBusyError
 
 T = TypeVar("T")
 R = TypeVar("R")

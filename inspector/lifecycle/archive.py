@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from inspector.core.errors import InspectorError
-from inspector.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from inspector.lifecycle.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 
 _CHUNK = 1 << 20
 MAX_DEPTH = 8

@@ -24,7 +24,7 @@ from inspector.core.errors import ModelPackageError
 from inspector.core.package import CARD_FILE, ModelPackage
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions
-from inspector.server.archive import Limits, extract
+from inspector.lifecycle.archive import Limits, extract
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from inspector.core.runtime import (
     plan_threads,
     uses_gpu,
 )
-from inspector.server.batcher import Admission, MicroBatcher
-from inspector.server.errors import UnknownStationError
+from inspector.lifecycle.batcher import Admission, MicroBatcher
+from inspector.lifecycle.errors import UnknownStationError
 from inspector.settings import Settings
 
 log = logging.getLogger(__name__)

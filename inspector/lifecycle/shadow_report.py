@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
-from inspector.server.registry_schemas import (
+from inspector.lifecycle.schemas import (
     Correlation,
     Flips,
     ModelStats,

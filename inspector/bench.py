@@ -21,9 +21,9 @@ from urllib.parse import quote, urlsplit
 import cv2
 import numpy as np
 
+from inspector.core.datasets import IMAGE_SUFFIXES
 from inspector.core.images import probe
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp",
                   "TIFF": "image/tiff", "MPO": "image/jpeg"}
 

@@ -14,21 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core.pipeline import Detector
-from inspector.server import uploads
-from inspector.server.archive import storage_error
-from inspector.server.errors import (
+from inspector.lifecycle import uploads
+from inspector.lifecycle.archive import storage_error
+from inspector.lifecycle.errors import (
     ConflictError,
     NotFoundError,
     ServiceUnavailableError,
     UnknownStationError,
 )
-from inspector.server.metrics import Metrics
-from inspector.server.registry import ModelRegistry, ServedModel
+from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.settings import Settings
 from inspector.store import deployments
 from inspector.store.db import Database
@@ -52,11 +53,20 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, version
 
 
+class QueueGauges(Protocol):
+    """Where the deployer reports the queues of the models it loads and unloads
+    (inspector.server.metrics.Metrics on the server)."""
+
+    def track_queue(self, model: str, depth: Callable[[], int]) -> None: ...
+
+    def forget_queue(self, model: str) -> None: ...
+
+
 class Deployer:
     """Station deployments and registry changes, serialized and safe under load."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, db: Database, metrics: Metrics
+        self, settings: Settings, registry: ModelRegistry, db: Database, metrics: QueueGauges
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -275,8 +285,7 @@ class Deployer:
                     return
                 if served.admission.in_flight == 0 and served.batcher.depth == 0:
                     await self.registry.unload(ref)
-                    with contextlib.suppress(KeyError):
-                        self.metrics.queue_depth.remove(ref)
+                    self.metrics.forget_queue(ref)
                     return
                 await asyncio.sleep(0.05)
         finally:

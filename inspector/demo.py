@@ -172,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> None:
     """Prepare, serve, post frames, print the URLs; returns when interrupted."""
     import uvicorn
 
-    from inspector.server.app import create_app
+    from inspector.app import create_app
     from inspector.server.logs import configure_logging
     from inspector.server.transport import server_options
     from inspector.settings import load_settings

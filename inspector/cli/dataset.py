@@ -1,4 +1,5 @@
-"""`inspector dataset export`: reviewed inspections from the database -> a training folder."""
+"""`inspector dataset synth | export`: a synthetic data set, and reviewed inspections from the
+database as a labeled training folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from inspector.cli import fail
+from inspector.cli.errors import fail
+from inspector.cli.serve import settings_or_exit
+
+dataset_app = typer.Typer(help="Make and export data sets.", no_args_is_help=True)
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -38,6 +42,26 @@ def _time_opt(value: str | None, flag: str) -> datetime | None:
         return parse_time(value)
     except ValueError as exc:
         raise fail(f"{flag}: {exc}") from exc
+
+
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (MVTec layout).")],
+    n_train: Annotated[int, typer.Option(help="Good training images.")] = 60,
+    n_test_good: Annotated[int, typer.Option(help="Good test images.")] = 20,
+    n_test_defect: Annotated[int, typer.Option(help="Test images per defect type.")] = 10,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 160,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    gray: Annotated[bool, typer.Option(help="Grayscale surfaces.")] = False,
+) -> None:
+    """Write a small synthetic data set (scratches, spots, cracks, with masks).
+
+    Example: inspector dataset synth --out /tmp/synth
+    """
+    from inspector.synth import SynthConfig, write_dataset
+
+    counts = write_dataset(out, SynthConfig(n_train, n_test_good, n_test_defect, size, seed, gray))
+    for folder, n in counts.items():
+        print(f"{n:5d}  {out / folder}")
 
 
 def export_cmd(
@@ -71,11 +95,9 @@ def export_cmd(
             --sample-passes 300 --out exports/press-2 && \\
         inspector train --data exports/press-2 --out models/press/3
     """
-    from pydantic import ValidationError
     from rich.console import Console
     from rich.progress import Progress
 
-    from inspector.settings import load_settings
     from inspector.store.artifacts import ArtifactStore
     from inspector.store.db import Database
     from inspector.store.export import ExportQuery, plan_export, write_export
@@ -83,10 +105,7 @@ def export_cmd(
     start, end = _time_opt(since, "--since"), _time_opt(until, "--until")
     if start is None:
         raise fail("--since is required")
-    try:
-        settings = load_settings(config, data_dir=data_dir, database_url=database_url)
-    except (ValidationError, ValueError) as exc:
-        raise fail(f"invalid settings: {exc}") from exc
+    settings = settings_or_exit(config, data_dir=data_dir, database_url=database_url)
     if not settings.database_url and not (settings.data_dir / "inspector.db").is_file():
         raise fail(f"no database at {settings.data_dir / 'inspector.db'}: pass the server's "
                    "--data-dir, --database-url or --config")

@@ -1,0 +1,32 @@
+"""The `inspector` typer app: every command group, attached in one place.
+
+Heavy imports (FastAPI, ONNX Runtime sessions, and torch for `train`) happen inside the
+commands, so `inspector --help` stays fast and the server never loads the training stack.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from inspector.cli import bench, dataset, demo, inspect, model, serve
+
+app = typer.Typer(
+    name="inspector",
+    help="Machine-vision defect inspection: train ONNX defect models, judge images, serve them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(inspect.inspect)
+inspect.models_app.command("validate")(inspect.models_validate)
+app.add_typer(inspect.models_app, name="models")
+app.command("evaluate")(model.evaluate_cmd)
+app.command("calibrate")(model.calibrate_cmd)
+app.command("train")(model.train_cmd)
+dataset.dataset_app.command("synth")(dataset.synth_cmd)
+dataset.dataset_app.command("export")(dataset.export_cmd)
+app.add_typer(dataset.dataset_app, name="dataset")
+app.command()(serve.serve)
+app.command()(demo.demo)
+app.command()(bench.bench)
+app.add_typer(serve.keys_app, name="keys")

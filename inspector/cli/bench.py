@@ -1,0 +1,85 @@
+"""`inspector bench`: throughput and latency of a package in-process and of a running server
+(the measuring lives in inspector.bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inspector.cli.errors import fail
+
+console = Console(stderr=True)
+
+
+def bench(
+    model_dir: Annotated[Path | None, typer.Argument(help="Package to run in-process.")] = None,
+    images: Annotated[list[Path] | None, typer.Option(
+        "--images", help="Image files or folders (default: synthetic 640x480 JPEGs).")] = None,
+    server: Annotated[str | None, typer.Option(help="URL of a running server.")] = None,
+    clients: Annotated[int, typer.Option(help="Concurrent clients against the server.")] = 8,
+    seconds: Annotated[float, typer.Option(help="Measuring time per run.")] = 15.0,
+    station: Annotated[str, typer.Option(help="Station to post to.")] = "bench",
+    key: Annotated[str | None, typer.Option(
+        help="API key (camera).", envvar="INSPECTOR_KEY")] = None,
+    providers: Annotated[str, typer.Option(help="auto, cpu, cuda (in-process).")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure images/s and latency of a package in-process and/or of a running server.
+
+    In-process: decode + resize + ONNX Runtime at batch 1 and 8 (one loop, ONNX Runtime's
+    own threading), and, on a CPU with several cores, several loops sharing one session with
+    the cores split between them as the server does. Server: N concurrent clients posting the
+    images over keep-alive HTTP/1.1, each waiting for its answer before sending the next. The
+    ratio printed is the server against the best in-process figure.
+
+    Examples:
+
+        inspector bench models/tiles/1 --images ../shared/data/mtd/test
+
+        inspector bench models/tiles/1 --images frames/ --server http://127.0.0.1:8000 --key K
+    """
+    from inspector import bench as b
+
+    if model_dir is None and server is None:
+        raise fail("give a MODEL_DIR, --server URL, or both")
+    blobs = b.load_images(images) if images else b.synthetic_jpegs()
+    if not blobs:
+        raise fail("no images found")
+    results = []
+    if model_dir is not None:
+        from inspector.core.runtime import plan_threads, uses_gpu
+
+        for batch in (1, 8):
+            console.print(f"in-process, batch {batch}, {seconds:.0f} s ...")
+            results.append(b.bench_in_process(model_dir, blobs, batch, seconds, providers))
+        # The split of the cores the server uses (several single-threaded calls on a CPU).
+        plan = plan_threads(gpu=uses_gpu(providers))  # type: ignore[arg-type]
+        if plan.workers > 1:
+            console.print(f"in-process, {plan.workers} threads, {seconds:.0f} s ...")
+            results.append(b.bench_in_process(model_dir, blobs, 1, seconds, providers,
+                                              workers=plan.workers,
+                                              intra_op_threads=plan.intra_op_threads))
+    if server is not None:
+        console.print(f"server {server}, {clients} clients, {seconds:.0f} s ...")
+        results.append(b.bench_server(server, blobs, clients, seconds, station, key))
+    best_local = max((r.images_per_s for r in results if r.name.startswith("in-")), default=None)
+    remote = next((r for r in results if r.name.startswith("server")), None)
+    ratio = remote.images_per_s / best_local if remote and best_local else None
+    if as_json:
+        print(json.dumps({"images": len(blobs), "results": [r.as_dict() for r in results],
+                          "server_vs_in_process": ratio}))
+        return
+    table = Table("run", "images/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+                  title=f"{len(blobs)} distinct images")
+    for r in results:
+        fmt = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
+        table.add_row(r.name, f"{r.images_per_s:.1f}", fmt(r.p50_ms), fmt(r.p95_ms),
+                      fmt(r.p99_ms), f"{r.errors} {r.error_statuses or ''}")
+    Console().print(table)
+    if ratio is not None:
+        Console().print(f"server / best in-process throughput: {ratio:.2f}")
