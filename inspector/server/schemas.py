@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -11,6 +11,9 @@ from inspector.core.errors import InvalidTextError
 from inspector.core.text import check_text
 from inspector.settings import SAFE_NAME
 from inspector.store.models import Inspection, Review
+
+if TYPE_CHECKING:
+    from inspector.server.service import InspectionResult
 
 #: Defect type names become folder names in dataset exports: keep them plain.
 DEFECT_TYPE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -95,6 +98,23 @@ class InspectionOut(BaseModel):
                         "inference": row.inference_ms, "total": row.total_ms},
             links=links_for(row.id, row.image_key is not None, row.heatmap_key is not None),
         )
+
+
+def inspect_response(result: InspectionResult) -> InspectResponse:
+    """The camera's answer for a judged, recorded frame."""
+    return InspectResponse(
+        id=result.id, created_at=result.created_at, station=result.station,
+        part_id=result.part_id, verdict=result.verdict, score=result.score,
+        threshold=result.threshold, label=result.label,
+        model=ModelRef(name=result.model_name, version=result.model_version),
+        timings=Timings(decode_ms=round(result.decode_ms, 3),
+                        queue_ms=round(result.queue_ms, 3),
+                        inference_ms=round(result.inference_ms, 3),
+                        record_ms=round(result.record_ms, 3),
+                        total_ms=round(result.total_ms, 3), batch_size=result.batch_size),
+        links=links_for(result.id, result.image_stored, result.heatmap_stored),
+        heatmap_inline=result.heatmap_inline,
+    )
 
 
 def links_for(inspection_id: str, image: bool, heatmap: bool) -> Links:

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import cv2
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,7 +35,6 @@ from inspector.lifecycle.errors import ServiceUnavailableError
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.lifecycle.shadow import ShadowRunner
 from inspector.server.metrics import Metrics
-from inspector.server.schemas import InspectResponse, ModelRef, Timings, links_for
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database, database_unavailable
@@ -47,6 +47,33 @@ from inspector.store.models import utcnow
 from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InspectionResult:
+    """One judged and recorded frame: what the camera is answered (the HTTP route turns it
+    into `InspectResponse`)."""
+
+    id: str
+    created_at: datetime
+    station: str
+    part_id: str | None
+    verdict: Literal["pass", "fail"]
+    score: float
+    threshold: float
+    label: str | None
+    model_name: str
+    model_version: str
+    decode_ms: float
+    queue_ms: float
+    inference_ms: float
+    record_ms: float
+    total_ms: float
+    batch_size: int
+    image_stored: bool
+    heatmap_stored: bool
+    #: `data:image/jpeg;base64,...` overlay when asked for.
+    heatmap_inline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,14 +169,14 @@ class InspectionService:
 
     async def inspect(
         self, station: str, part_id: str | None, data: bytes, inline_heatmap: bool = False
-    ) -> InspectResponse:
+    ) -> InspectionResult:
         """Judge one frame for a station; raises InspectorError subclasses for bad input."""
         with self.admit(station, len(data)) as admitted:
             return await self.judge(admitted, part_id, data, inline_heatmap)
 
     async def judge(
         self, admitted: Admitted, part_id: str | None, data: bytes, inline_heatmap: bool = False
-    ) -> InspectResponse:
+    ) -> InspectionResult:
         """Judge an admitted frame's bytes (the body, read after `admit`)."""
         t0 = time.perf_counter()
         station, model = admitted.station, admitted.model
@@ -226,16 +253,14 @@ class InspectionService:
         inline = None
         if inline_heatmap and rendered.heatmap_jpeg is not None:
             inline = "data:image/jpeg;base64," + base64.b64encode(rendered.heatmap_jpeg).decode()
-        return InspectResponse(
+        return InspectionResult(
             id=rec_id, created_at=created_at, station=station, part_id=part_id,
             verdict=judgement.verdict, score=judgement.score, threshold=judgement.threshold,
-            label=judgement.label, model=ModelRef(name=card.name, version=card.version),
-            timings=Timings(decode_ms=round(prepared.decode_ms, 3),
-                            queue_ms=round(batch.queue_ms, 3),
-                            inference_ms=round(batch.run_ms, 3), record_ms=round(record_ms, 3),
-                            total_ms=round(total_ms, 3), batch_size=batch.size),
-            links=links_for(rec_id, saved is not None,
-                            saved is not None and saved.heatmap_key is not None),
+            label=judgement.label, model_name=card.name, model_version=card.version,
+            decode_ms=prepared.decode_ms, queue_ms=batch.queue_ms, inference_ms=batch.run_ms,
+            record_ms=record_ms, total_ms=total_ms, batch_size=batch.size,
+            image_stored=saved is not None,
+            heatmap_stored=saved is not None and saved.heatmap_key is not None,
             heatmap_inline=inline,
         )
 

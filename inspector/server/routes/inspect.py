@@ -18,7 +18,7 @@ from inspector.core.errors import InspectorError
 from inspector.core.text import check_text
 from inspector.lifecycle.errors import UnsupportedMediaTypeError
 from inspector.server.deps import CameraDep, ServicesDep
-from inspector.server.schemas import InspectResponse
+from inspector.server.schemas import InspectResponse, inspect_response
 from inspector.settings import SAFE_NAME
 
 log = logging.getLogger(__name__)
@@ -128,4 +128,5 @@ async def inspect(
     # Unknown station, full queue or budget: answered before reading the body.
     with service.admit(station, declared_length(request)) as admitted:
         data = await read_frame(request, services.settings.max_body_bytes)
-        return await service.judge(admitted, part_id, data, heatmap == "inline")
+        result = await service.judge(admitted, part_id, data, heatmap == "inline")
+    return inspect_response(result)
