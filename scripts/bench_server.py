@@ -1,4 +1,4 @@
-"""Issue 4's benchmark: the server with N clients against in-process ONNX Runtime, same model,
+"""The server benchmark: the server with N clients against in-process ONNX Runtime, same model,
 same images, same machine, decode included on both sides.
 
 Starts a real `inspector serve` (auth on, SQLite, artifacts, MQTT to the broker when one
@@ -8,8 +8,8 @@ a shared machine drifts by 10-20 % over minutes. Prints every run and the median
     python scripts/bench_server.py --model /tmp/bench-models/mtd/1 --images /tmp/bench-images
     python scripts/bench_server.py --model M --images I --rounds 5 --env INSPECTOR_MAX_BATCH=4
 
-In-process runs: batch 1 and batch 8 in one loop with ONNX Runtime's own threading (what issue 4
-calls raw ONNX Runtime), and, on a CPU with several cores, several loops sharing one session with
+In-process runs: batch 1 and batch 8 in one loop with ONNX Runtime's own threading (raw ONNX
+Runtime), and, on a CPU with several cores, several loops sharing one session with
 the cores split between them as the server does. The ratio is taken against the best of them.
 """
 

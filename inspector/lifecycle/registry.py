@@ -81,7 +81,8 @@ class ModelRegistry:
         self.models: dict[str, ServedModel] = {}
         self.refused: dict[str, str] = {}
         self.stations: dict[str, str] = {}
-        #: station -> model that judges the same frames without answering (issue 5).
+        #: station -> model that judges the same frames without answering (a candidate
+        #: compared on live frames before it is made active).
         self.shadows: dict[str, str] = {}
         #: The model that answers any station when none is configured: the only one loaded at
         #: startup (or the first one uploaded into an empty server); uploads never change it.

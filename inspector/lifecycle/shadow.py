@@ -40,10 +40,9 @@ class ShadowRunner:
             "shadow-committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=100.0
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Counters since start: recorded, skipped (over max_pending or queue full), failed.
-        self.recorded = 0
+        #: Frames not shadowed since start (over max_pending, or the model's queue full);
+        #: the shadow report shows it.
         self.skipped = 0
-        self.failed = 0
 
     def start(self) -> None:
         self._committer.start()
@@ -94,11 +93,9 @@ class ShadowRunner:
                 shadow_threshold=judgement.threshold, shadow_verdict=judgement.verdict,
                 shadow_label=judgement.label, shadow_ms=batch.run_ms / max(batch.size, 1),
             ))
-            self.recorded += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.failed += 1
             log.warning("shadow %s on inspection %s failed: %s", model.ref, record.id, exc)
 
     def _commit(self, items: list[NewShadowResult]) -> list[None]:

@@ -119,10 +119,6 @@ class OutboxWorker:
                             self.destination.name, exc)
         self.destination.stop()
 
-    def notify(self) -> None:
-        """New rows were committed: look now rather than at the next poll."""
-        self._wake.set()
-
     def offer(self, events: list[PendingEvent]) -> None:
         """Rows just committed for this destination (thread-safe); sent without a query."""
         if len(self._fresh) + len(events) > self._memory_limit:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Publishers:
-    """The outbox workers of this node; `notify()` after each commit wakes them."""
+    """The outbox workers of this node; `offer()` hands them the rows each commit wrote."""
 
     def __init__(
         self,
@@ -48,10 +48,6 @@ class Publishers:
         for w in self.workers:
             w.start()
             log.info("publishing verdicts to %s", w.destination.name)
-
-    def notify(self) -> None:
-        for w in self.workers:
-            w.notify()
 
     def offer(self, pending: dict[str, list[PendingEvent]]) -> None:
         """Rows just committed, by destination: each worker sends its own without a query."""

@@ -40,7 +40,7 @@ class Services:
     publishers: Publishers
     metrics: Metrics
     keys: KeyCache
-    #: Deploys, promotes, rollbacks and uploads (the model registry, issue 5).
+    #: Deploys, promotes, rollbacks and uploads (the model registry).
     deployer: Deployer | None = None
 
 

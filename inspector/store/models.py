@@ -179,7 +179,8 @@ class StationDeployment(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     station: Mapped[str] = mapped_column(String(64), index=True)
-    #: active (answers the camera) | shadow (runs alongside, records scores only; issue 5).
+    #: active (answers the camera) | shadow (runs alongside and records scores only: a
+    #: candidate compared on live frames).
     mode: Mapped[str] = mapped_column(String(8))
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(64))

@@ -1,4 +1,4 @@
-"""One bad record in a group commit fails alone; the other cameras' verdicts commit (issue 9).
+"""One bad record in a group commit fails alone; the other cameras' verdicts commit.
 
 On PostgreSQL a part_id holding a NUL byte makes the whole INSERT fail (DataError); the edge
 check in the route refuses such ids, so these tests bypass it and drive the store and the real

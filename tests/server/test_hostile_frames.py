@@ -1,6 +1,6 @@
 """Hostile frames against a real `inspector serve`: every one answers a clear JSON 2xx/4xx (never
 a 500 that closes the connection), admission happens before the body is read, a client hanging
-up mid-upload is no error, and the request body is in the OpenAPI schema (issue 9)."""
+up mid-upload is no error, and the request body is in the OpenAPI schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The process-wide memory budget for frames in flight (issue 9): reservations from the
+"""The process-wide memory budget for frames in flight: reservations from the
 Content-Length before the body is read, grown to the frame's estimate from its header before
 decoding; 503 + Retry-After when it does not fit now, 413 when it never could."""
 
