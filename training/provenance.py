@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.core.card import NAME_PATTERN
+from inspector.core.datasets import relative_name
 from training.datasets import Sample, Splits
 
 
@@ -47,7 +48,7 @@ def write_split(path: Path, splits: Splits) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def rel(samples: tuple[Sample, ...]) -> list[str]:
-        return [s.path.relative_to(splits.root).as_posix() for s in samples]
+        return [relative_name(s.path, splits.root) for s in samples]
 
     doc: dict[str, Any] = {"root": str(splits.root.resolve()), "layout": splits.layout}
     doc.update({"train": rel(splits.train), "val": rel(splits.val), "test": rel(splits.test)})

@@ -135,6 +135,12 @@ def scan(root: Path | str, *, seed: int = 0) -> Dataset:
     return scan_mvtec(root) if is_mvtec(root) else scan_labeled(root, seed=seed)
 
 
+def relative_name(path: Path, root: Path) -> str:
+    """`path` relative to the data root, as named (symlinks are not followed: a data set may
+    be a view of links into a larger image store)."""
+    return path.relative_to(root).as_posix()
+
+
 #: A package's `report/split.json` (written by training): files of each split, relative to
 #: the data folder, so evaluation and calibration use exactly the held-out files.
 SPLIT_FILE = "split.json"
@@ -160,15 +166,14 @@ def samples_from_split(ds: Dataset, split_file: Path, which: str) -> list[Sample
     listed = doc.get(which)
     if not isinstance(listed, list) or not listed:
         return None
-    root = ds.root.resolve()
-    known = {
-        s.path.resolve().relative_to(root).as_posix(): s for s in ds.train + ds.validation + ds.test
-    }
+    # Paths relative to the root as the user named it, never resolved: in a view made of
+    # symlinks the files live elsewhere, and only their names inside the root mean anything.
+    known = {relative_name(s.path, ds.root): s for s in ds.train + ds.validation + ds.test}
     out = []
     for rel in listed:
         sample = known.get(str(rel))
         if sample is None and str(rel).startswith(("train/good/", "good/")):
-            path = root / str(rel)
+            path = ds.root / str(rel)
             sample = Sample(path, GOOD) if path.is_file() else None
         if sample is not None:
             out.append(sample)
