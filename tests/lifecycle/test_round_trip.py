@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from inspector.synth import SynthConfig, write_dataset
+from tests.lifecycle.conftest import RegServer, start_server, wait_for
 from tests.model_factory import make_package
-from tests.registry.conftest import RegServer, start_server, wait_for
 from tests.server.harness import CLI, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from tests.lifecycle.conftest import RegServer, frame
+from tests.lifecycle.packing import file_info, link_info, tar_gz, tar_with, zip_of
 from tests.model_factory import brightness_graph, make_package
-from tests.registry.conftest import RegServer, frame
-from tests.registry.packing import file_info, link_info, tar_gz, tar_with, zip_of
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.lifecycle.conftest import RegServer, frame, wait_for
+from tests.lifecycle.packing import tar_gz
 from tests.model_factory import make_package
-from tests.registry.conftest import RegServer, frame, wait_for
-from tests.registry.packing import tar_gz
 
 pytestmark = pytest.mark.slow
 

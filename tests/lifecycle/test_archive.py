@@ -13,8 +13,7 @@ import pytest
 from inspector.core.errors import InspectorError
 from inspector.lifecycle.archive import ArchiveError, Limits, extract, safe_member_path
 from inspector.lifecycle.errors import PayloadTooLargeError, UnsupportedMediaTypeError
-from tests.model_factory import make_package
-from tests.registry.packing import (
+from tests.lifecycle.packing import (
     file_info,
     link_info,
     tar_gz,
@@ -22,6 +21,7 @@ from tests.registry.packing import (
     zip_of,
     zip_with,
 )
+from tests.model_factory import make_package
 
 LIMITS = Limits(max_bytes=5_000_000, max_members=50)
 

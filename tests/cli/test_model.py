@@ -11,8 +11,8 @@ import pytest
 from inspector.core.card import read_card
 from inspector.core.package import sha256_file
 from inspector.synth import DEFECT_TYPES, make_defect
+from tests.cli.test_inspect import run_cli
 from tests.model_factory import make_package
-from tests.test_cli import run_cli
 
 
 @pytest.fixture(scope="module")

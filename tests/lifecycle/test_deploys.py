@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.lifecycle.conftest import RegServer, frame, wait_for
+from tests.lifecycle.packing import tar_gz
 from tests.model_factory import make_package
-from tests.registry.conftest import RegServer, frame, wait_for
-from tests.registry.packing import tar_gz
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_stop_shadow(reg: RegServer, pkg_root: Path) -> None:
 
 
 def test_deployments_survive_a_restart(tmp_path: Path) -> None:
-    from tests.registry.conftest import start_server
+    from tests.lifecycle.conftest import start_server
 
     root = tmp_path / "srv"
     server = start_server(root, {"s1": "tiny:1"})
