@@ -27,8 +27,7 @@ def _store(root: Path) -> dict[str, list[Path]]:
 
 
 def _view_of_file_links(view: Path, store: dict[str, list[Path]]) -> None:
-    for role, sub in (("train", "train/good"), ("good", "test/good"),
-                      ("scratch", "test/scratch")):
+    for role, sub in (("train", "train/good"), ("good", "test/good"), ("scratch", "test/scratch")):
         folder = view / sub
         folder.mkdir(parents=True)
         for i, target in enumerate(store[role]):
@@ -37,8 +36,7 @@ def _view_of_file_links(view: Path, store: dict[str, list[Path]]) -> None:
 
 def _view_of_folder_links(view: Path, store_root: Path) -> None:
     """Each split folder is itself a symlink to a folder elsewhere."""
-    for role, sub in (("train", "train/good"), ("good", "test/good"),
-                      ("scratch", "test/scratch")):
+    for role, sub in (("train", "train/good"), ("good", "test/good"), ("scratch", "test/scratch")):
         real = store_root / "by-role" / role
         real.mkdir(parents=True)
         for i, p in enumerate(sorted(store_root.glob(f"{role}-*.png"))):
@@ -51,12 +49,17 @@ def _write_split(view: Path, split_file: Path) -> None:
     """What training writes: paths relative to the data root as named, and the root."""
     ds = scan(view)
     split_file.parent.mkdir(parents=True, exist_ok=True)
-    split_file.write_text(json.dumps({
-        "root": str(view.resolve()), "layout": ds.layout,
-        "train": [s.path.relative_to(view).as_posix() for s in ds.train],
-        "val": [],
-        "test": [s.path.relative_to(view).as_posix() for s in ds.test],
-    }))
+    split_file.write_text(
+        json.dumps(
+            {
+                "root": str(view.resolve()),
+                "layout": ds.layout,
+                "train": [s.path.relative_to(view).as_posix() for s in ds.train],
+                "val": [],
+                "test": [s.path.relative_to(view).as_posix() for s in ds.test],
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("kind", ["file-links", "folder-links"])
@@ -76,7 +79,11 @@ def test_held_out_split_is_found_in_a_symlinked_view(tmp_path: Path, kind: str) 
     test = samples_from_split(ds, split, "test")
     assert test is not None
     assert sorted(s.path.relative_to(view).as_posix() for s in test) == [
-        "test/good/000.png", "test/good/001.png", "test/scratch/000.png", "test/scratch/001.png"]
+        "test/good/000.png",
+        "test/good/001.png",
+        "test/scratch/000.png",
+        "test/scratch/001.png",
+    ]
     assert sum(s.is_defect for s in test) == 2
     train = samples_from_split(ds, split, "train")
     assert train is not None and len(train) == 4

@@ -115,9 +115,13 @@ def test_memory_estimate_from_the_header() -> None:
     header = images.probe(grey)
     est = images.memory_estimate(header, len(grey), (64, 48))
     # the overlay of a 7000x7000 frame is drawn at 2048x2048 (heatmap.SERVER_MAX_SIDE)
-    assert est == (len(grey) + 7000 * 7000 * images.BYTES_PER_PIXEL_IN_FLIGHT
-                   + 2048 * 2048 * images.BYTES_PER_OVERLAY_PIXEL)
+    assert est == (
+        len(grey)
+        + 7000 * 7000 * images.BYTES_PER_PIXEL_IN_FLIGHT
+        + 2048 * 2048 * images.BYTES_PER_OVERLAY_PIXEL
+    )
     jpeg = good_jpeg()  # 320x240, decoded at 1/4 for a 64x48 model
     jh = images.probe(jpeg)
     assert images.memory_estimate(jh, len(jpeg), (64, 48)) == (
-        len(jpeg) + 80 * 60 * (images.BYTES_PER_PIXEL_IN_FLIGHT + images.BYTES_PER_OVERLAY_PIXEL))
+        len(jpeg) + 80 * 60 * (images.BYTES_PER_PIXEL_IN_FLIGHT + images.BYTES_PER_OVERLAY_PIXEL)
+    )

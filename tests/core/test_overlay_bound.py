@@ -51,7 +51,10 @@ def test_small_frame_overlay_is_unchanged_by_the_bound(tiny_package: Path) -> No
 def test_memory_estimate_counts_only_the_bounded_overlay() -> None:
     header = images.ImageHeader("PNG", 16384, 3000)
     est = images.memory_estimate(header, 1000, (64, 48))
-    assert est == (1000 + 16384 * 3000 * images.BYTES_PER_PIXEL_IN_FLIGHT
-                   + 2048 * 375 * images.BYTES_PER_OVERLAY_PIXEL)
+    assert est == (
+        1000
+        + 16384 * 3000 * images.BYTES_PER_PIXEL_IN_FLIGHT
+        + 2048 * 375 * images.BYTES_PER_OVERLAY_PIXEL
+    )
     # A frame at the default max_pixels (50 Mpx) with a full 32 MiB body fits the 1 GiB default.
     assert images.worst_frame_bytes(50_000_000, 16_384, 32 * 2**20) < 1024**3

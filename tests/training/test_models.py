@@ -28,9 +28,36 @@ def test_offline_default_loads_imagenet_weights_without_download(lite0) -> None:
     assert taps == [(16, 80), (16, 112), (32, 192)]
 
 
+def _imagenet_top(lite0, image: np.ndarray, k: int = 2) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
+    """ImageNet top-k of a uint8 HWC image: the backbone's stages under the release's own
+    classifier layer (the layer the backbone drops)."""
+    from torchvision.models import ResNet18_Weights
+
+    categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]  # static, no download
+    state = torch.load(lite0.weights.path, map_location="cpu", weights_only=True)
+    fc = torch.nn.Linear(1280, 1000)
+    fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # LITE_MEAN/STD
+    with torch.no_grad():
+        probs = fc(lite0.forward_last(x).mean(dim=(2, 3))).softmax(1)[0]
+    top = probs.topk(k)
+    return [(categories[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
+
+
 def test_lite0_classifies_like_imagenet_lite0(lite0) -> None:  # type: ignore[no-untyped-def]
-    # Same weights as the TF release: the BN layers see ImageNet-like statistics on noise, and
-    # the trunk gives finite features at a non-square size (TF "same" padding on odd sizes).
+    # The trunk with the TF release's weights (BN eps, TF "same" padding, [-1, 1] input) must
+    # recognise simple drawn images as the release does; a random or mis-loaded trunk gives
+    # ~0.001 to every class. Concentric rings read as a maze or a coil (0.96 together), a fine
+    # grid of dark lines on white as a window screen (0.87); margins are wide.
+    yy, xx = np.mgrid[:224, :224]
+    rings = ((np.hypot(yy - 112, xx - 112) // 10) % 2 * 255).astype(np.uint8)
+    top = _imagenet_top(lite0, np.repeat(rings[..., None], 3, axis=2))
+    assert {name for name, _ in top} == {"maze", "coil"} and sum(p for _, p in top) > 0.8, top
+    grid = np.full((224, 224, 3), 255, np.uint8)
+    grid[(yy % 12 < 3) | (xx % 12 < 3)] = 0
+    top = _imagenet_top(lite0, grid)
+    assert top[0][0] == "window screen" and top[0][1] > 0.5, top
+    # Finite features at a non-square odd size (TF "same" padding on odd sizes).
     x = torch.rand(1, 3, 75, 101) * 2 - 1
     with torch.no_grad():
         out = lite0.forward_last(x)
