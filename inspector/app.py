@@ -24,6 +24,7 @@ import cv2
 from fastapi import FastAPI
 
 from inspector import ui
+from inspector.core.names import ModelRef
 from inspector.lifecycle.batcher import Admission
 from inspector.lifecycle.deployer import Deployer
 from inspector.lifecycle.registry import ModelRegistry
@@ -68,7 +69,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
             card_json=card.model_dump_json(), path=str(served.detector.package.root.resolve()))
         metrics.track_queue(ref, _in_flight(served.admission))
     for d in deployments.current_deployments(db, "active"):
-        ref = f"{d.model_name}:{d.model_version}"
+        ref = str(ModelRef(d.model_name, d.model_version))
         if ref in registry.models:
             registry.stations[d.station] = ref
         else:

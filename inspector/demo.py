@@ -27,8 +27,9 @@ from rich.console import Console
 
 from inspector.core.datasets import list_images
 from inspector.core.errors import InspectorError
+from inspector.core.names import ModelRef
 
-MODEL = ("demo", "1")
+MODEL = ModelRef("demo", "1")
 STATIONS = ("press-1", "press-2")
 console = Console(stderr=True, highlight=False)
 
@@ -88,14 +89,14 @@ def make_dataset(cfg: DemoConfig) -> Path:
 
 def train_model(cfg: DemoConfig) -> Path:
     """Train `demo:1` with `inspector train` in a child process, unless it exists."""
-    target = cfg.models / MODEL[0] / MODEL[1]
+    target = cfg.models / MODEL.name / MODEL.version
     if (target / "card.json").is_file():
         return target
     for module in ("torch", "training"):
         if importlib.util.find_spec(module) is None:
             raise DemoError(f"the demo trains a model, which needs {module!r}",
                             hint="install the training extra: pip install -e '.[train]'")
-    scratch = cfg.data_dir / ".training" / MODEL[0] / MODEL[1]
+    scratch = cfg.data_dir / ".training" / MODEL.name / MODEL.version
     shutil.rmtree(scratch.parent.parent, ignore_errors=True)  # left by an interrupted run
     cmd = [sys.executable, "-c", "from inspector.cli import main; main()", "train",
            "--data", str(cfg.dataset), "--out", str(scratch),
@@ -183,7 +184,7 @@ def run_demo(cfg: DemoConfig) -> None:
     console.print("[2/4] training a small anomaly model (under a minute on 2 CPU cores)")
     console.print(f"      model package {train_model(cfg)}")
     keys = make_keys(cfg)
-    ref = ":".join(MODEL)
+    ref = str(MODEL)
     settings = load_settings(models_dir=cfg.models, data_dir=cfg.state, host=cfg.host,
                              port=cfg.port, stations=dict.fromkeys(STATIONS, ref),
                              sample_passes=1.0, log_level="WARNING")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import socket
 import tomllib
 from pathlib import Path
@@ -26,15 +25,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-#: Names that end up in MQTT topics, artifact paths and log lines: no '/', '+', '#', spaces.
-SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_SAFE_NAME_RE = re.compile(SAFE_NAME)
+from inspector.core.names import NAME_PATTERN, NAME_RE
 
 
 class WebhookTarget(BaseModel):
     """One webhook receiver; every delivery is signed with HMAC-SHA256 using `secret`."""
 
-    name: str = Field(pattern=SAFE_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr
 
@@ -85,7 +82,7 @@ class Settings(BaseSettings):
     #: SQLAlchemy URL; default SQLite (WAL) at <data_dir>/inspector.db.
     database_url: str | None = None
     #: Production line name: the second level of the MQTT topic.
-    line: str = Field(default="line1", pattern=SAFE_NAME)
+    line: str = Field(default="line1", pattern=NAME_PATTERN)
     #: This edge node's name; each node drains only its own outbox rows.
     node_id: str = Field(default_factory=lambda: socket.gethostname()[:64] or "node")
     #: station -> model "name:version" (or "name" when only one version is loaded).
@@ -194,9 +191,9 @@ class Settings(BaseSettings):
     @field_validator("stations")
     @classmethod
     def _safe_station_names(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = [s for s in v if not _SAFE_NAME_RE.match(s)]
+        bad = [s for s in v if not NAME_RE.match(s)]
         if bad:
-            raise ValueError(f"station names {bad} must match {SAFE_NAME}")
+            raise ValueError(f"station names {bad} must match {NAME_PATTERN}")
         return v
 
     @field_validator("mqtt_url")

@@ -7,7 +7,7 @@ graph, so recalibrating never needs a re-export.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inspector.core.errors import ModelPackageError
 
+# NAME_PATTERN and utcnow stay importable from here: training and the cards use them.
+from inspector.core.names import NAME_PATTERN as NAME_PATTERN
+from inspector.core.names import ModelRef
+from inspector.core.names import utcnow as utcnow
+
 CARD_SCHEMA_VERSION = 1
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 ResizeMode = Literal["stretch", "letterbox", "center_crop"]
 ColorMode = Literal["rgb", "gray"]
@@ -112,7 +116,7 @@ class ModelCard(_Strict):
     @property
     def ref(self) -> str:
         """`name:version`, the way logs and responses name a model."""
-        return f"{self.name}:{self.version}"
+        return str(ModelRef(self.name, self.version))
 
 
 def read_card(path: Path) -> ModelCard:
@@ -148,7 +152,3 @@ def write_card(card: ModelCard, path: Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from inspector.core.names import ModelRef
 from inspector.core.pipeline import Detector
 from inspector.lifecycle import uploads
 from inspector.lifecycle.archive import storage_error
@@ -46,11 +47,6 @@ class StationState:
     shadow: str | None
     #: What `rollback` would return to.
     previous: str | None
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    name, _, version = ref.partition(":")
-    return name, version
 
 
 class QueueGauges(Protocol):
@@ -82,7 +78,7 @@ class Deployer:
         uploads.clear_stale_uploads(self.settings.models_dir)
         reg = self.registry
         for d in deployments.current_deployments(self.db, "shadow"):
-            ref = f"{d.model_name}:{d.model_version}"
+            ref = str(ModelRef(d.model_name, d.model_version))
             if ref in reg.models:
                 reg.shadows[d.station] = ref
             else:
@@ -91,7 +87,7 @@ class Deployer:
         for d in deployments.current_deployments(self.db, "active"):
             prev = deployments.previous_active(self.db, d.station)
             if prev is not None:
-                self.previous[d.station] = f"{prev[0]}:{prev[1]}"
+                self.previous[d.station] = str(prev)
 
     def state(self, station: str) -> StationState:
         return StationState(station, self.active_ref(station),
@@ -109,7 +105,7 @@ class Deployer:
     def check_new(self, name: str, version: str, sha256: str | None = None) -> None:
         """ConflictError when name:version is loaded, installed, or recorded with another
         checksum: a version always means one model."""
-        ref = f"{name}:{version}"
+        ref = str(ModelRef(name, version))
         hint = "give the package a new version in card.json (train into models/NAME/NEW)"
         if ref in self.registry.models:
             raise ConflictError(f"{ref} is already loaded", hint=hint)
@@ -149,11 +145,13 @@ class Deployer:
         try:
             full = reg.resolve_ref(ref)
         except UnknownStationError as exc:
-            name, version = split_ref(ref)
-            if not version:
+            try:
+                wanted = ModelRef.parse(ref)
+            except ValueError:
                 raise NotFoundError(exc.message, hint="name the version: NAME:VERSION") from exc
-            path = await asyncio.to_thread(deployments.model_version_path, self.db, name, version)
-            folder = self.settings.models_dir / name / version
+            path = await asyncio.to_thread(deployments.model_version_path, self.db,
+                                           wanted.name, wanted.version)
+            folder = self.settings.models_dir / wanted.name / wanted.version
             if path is None and not folder.is_dir():
                 raise NotFoundError(f"model {ref} is not installed",
                                     hint="upload it first with POST /v1/models") from exc
@@ -178,7 +176,7 @@ class Deployer:
                 if full == old_active:
                     raise ConflictError(f"{full} is already active at {station}",
                                         hint="shadow-deploy a different version")
-                await self._write(station, by, {"shadow": split_ref(full)})
+                await self._write(station, by, {"shadow": ModelRef.parse(full)})
                 reg.shadows[station] = full
             else:
                 await self._activate(station, by, full, old_active, old_shadow)
@@ -194,7 +192,7 @@ class Deployer:
                                     hint="deploy one with PUT /v1/stations/{station}/model "
                                          'and {"mode": "shadow"}')
             before, old_active = self.needed(), self.active_ref(station)
-            await self._write(station, by, {"active": split_ref(shadow), "shadow": None})
+            await self._write(station, by, {"active": ModelRef.parse(shadow), "shadow": None})
             self._switch(station, shadow, old_active, clear_shadow=True)
             self._retire(before)
             return self.state(station)
@@ -218,7 +216,7 @@ class Deployer:
     ) -> None:
         """Record `full` as the station's active model (ending its shadow if it was that
         model), then switch the routing."""
-        changes: dict[str, tuple[str, str] | None] = {"active": split_ref(full)}
+        changes: dict[str, ModelRef | None] = {"active": ModelRef.parse(full)}
         if old_shadow == full:
             changes["shadow"] = None
         await self._write(station, by, changes)
@@ -236,11 +234,11 @@ class Deployer:
             return self.state(station)
 
     async def _write(self, station: str, by: str,
-                     changes: dict[str, tuple[str, str] | None]) -> None:
+                     changes: dict[str, ModelRef | None]) -> None:
         old = self.active_ref(station)
         try:
             await asyncio.to_thread(deployments.apply, self.db, station, by, changes,
-                                    split_ref(old) if old else None)
+                                    ModelRef.parse(old) if old else None)
         except SQLAlchemyError as exc:
             log.error("could not record a deployment change at %s: %s", station, exc)
             raise ServiceUnavailableError(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inspector.core.errors import InspectorError, ModelPackageError
 from inspector.core.images import DecodeLimits
+from inspector.core.names import ModelRef
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import (
@@ -195,7 +196,7 @@ class ModelRegistry:
         """`name:version`, or `name` when exactly one version of it is loaded."""
         if ref in self.models:
             return ref
-        matches = [r for r in self.models if r.split(":", 1)[0] == ref]
+        matches = [r for r in self.models if ModelRef.name_of(r) == ref]
         if len(matches) == 1:
             return matches[0]
         raise UnknownStationError(

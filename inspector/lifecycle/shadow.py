@@ -17,6 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from inspector.core.card import InputSpec
+from inspector.core.names import ModelRef
 from inspector.core.pipeline import PreparedFrame
 from inspector.lifecycle.batcher import MicroBatcher
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
@@ -57,7 +58,7 @@ class ShadowRunner:
         with the same spec (size, resize, colour) reuses it instead of decoding again."""
         ref = self.registry.shadows.get(station)
         model = self.registry.models.get(ref) if ref else None
-        if model is None or ref == f"{record.model_name}:{record.model_version}":
+        if model is None or ref == str(ModelRef(record.model_name, record.model_version)):
             return False
         if len(self._tasks) >= self.max_pending or \
                 model.admission.in_flight >= model.admission.limit:

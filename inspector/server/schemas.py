@@ -8,15 +8,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from inspector.core.errors import InvalidTextError
+from inspector.core.names import DEFECT_TYPE_PATTERN, NAME_PATTERN
 from inspector.core.text import check_text
-from inspector.settings import SAFE_NAME
 from inspector.store.models import Inspection, Review
 
 if TYPE_CHECKING:
     from inspector.server.service import InspectionResult
 
 #: Defect type names become folder names in dataset exports: keep them plain.
-DEFECT_TYPE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 NOTE_MAX_CHARS = 2000
 
 
@@ -131,7 +130,7 @@ class InspectionPage(BaseModel):
 
 class ReviewIn(BaseModel):
     label: Literal["defect", "good"]
-    defect_type: str | None = Field(default=None, pattern=DEFECT_TYPE)
+    defect_type: str | None = Field(default=None, pattern=DEFECT_TYPE_PATTERN)
     #: Free text; tabs and line breaks are fine, other control characters (NUL) are refused.
     note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
 
@@ -193,6 +192,6 @@ class DeployIn(BaseModel):
 
 
 class DeployOut(BaseModel):
-    station: str = Field(pattern=SAFE_NAME)
+    station: str = Field(pattern=NAME_PATTERN)
     model: str
     mode: str

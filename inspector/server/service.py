@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core import heatmap, images
 from inspector.core.errors import ImageTooLargeError, InspectorError
+from inspector.core.names import utcnow
 from inspector.core.pipeline import Judgement, PreparedFrame
 from inspector.lifecycle.batcher import MemoryBudget, MicroBatcher, Reservation
 from inspector.lifecycle.errors import ServiceUnavailableError
@@ -43,7 +44,6 @@ from inspector.store.inspections import (
     new_id,
     record_batch_isolated,
 )
-from inspector.store.models import utcnow
 from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,9 @@ from typing import cast
 
 from sqlalchemy import ColumnElement, func, select, update
 
+from inspector.core.names import utcnow
 from inspector.store.db import Database
-from inspector.store.models import Inspection, utcnow
+from inspector.store.models import Inspection
 
 log = logging.getLogger(__name__)
 

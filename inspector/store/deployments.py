@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import desc, select, update
 
+from inspector.core.names import ModelRef, utcnow
 from inspector.store.db import Database
-from inspector.store.models import ModelVersion, StationDeployment, utcnow
+from inspector.store.models import ModelVersion, StationDeployment
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,11 @@ def apply(
     db: Database,
     station: str,
     deployed_by: str,
-    changes: dict[str, tuple[str, str] | None],
-    configured_active: tuple[str, str] | None = None,
+    changes: dict[str, ModelRef | None],
+    configured_active: ModelRef | None = None,
 ) -> None:
     """Change several modes of one station at once (a promote retires the shadow and replaces
-    the active in one transaction): mode -> (name, version), or None to retire that mode.
+    the active in one transaction): mode -> model, or None to retire that mode.
 
     `configured_active` is the model that answered the station from settings (no deployment
     row); when the active changes it is written to the history as retired, so rollback after
@@ -88,8 +89,8 @@ def apply(
                 StationDeployment.retired_at.is_(None)))
             if current is None:
                 s.add(StationDeployment(station=station, mode="active",
-                                        model_name=configured_active[0],
-                                        model_version=configured_active[1], deployed_at=now,
+                                        model_name=configured_active.name,
+                                        model_version=configured_active.version, deployed_at=now,
                                         deployed_by="settings", retired_at=now))
         for mode, target in changes.items():
             s.execute(
@@ -99,12 +100,12 @@ def apply(
                 .values(retired_at=now)
             )
             if target is not None:
-                s.add(StationDeployment(station=station, mode=mode, model_name=target[0],
-                                        model_version=target[1], deployed_at=now,
+                s.add(StationDeployment(station=station, mode=mode, model_name=target.name,
+                                        model_version=target.version, deployed_at=now,
                                         deployed_by=deployed_by))
 
 
-def previous_active(db: Database, station: str) -> tuple[str, str] | None:
+def previous_active(db: Database, station: str) -> ModelRef | None:
     """The model that was active at `station` before the current one (the rollback target)."""
     with db.session() as s:
         rows = s.execute(
@@ -117,7 +118,7 @@ def previous_active(db: Database, station: str) -> tuple[str, str] | None:
     current = next(((n, v) for n, v, retired in rows if retired is None), None)
     for name, version, retired in rows:
         if retired is not None and (name, version) != current:
-            return name, version
+            return ModelRef(name, version)
     return None
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -27,13 +26,13 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, func, select
 
+from inspector.core.names import DEFECT_TYPE_RE, ModelRef, utcnow
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database
-from inspector.store.models import Inspection, Review, utcnow
+from inspector.store.models import Inspection, Review
 
 GOOD = "good"
 UNTYPED = "defect"
-_FOLDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Cell starts a spreadsheet reads as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MANIFEST_FIELDS = ("inspection_id", "label", "defect_type", "file", "reviewer", "reviewed_at",
@@ -97,7 +96,7 @@ def folder_for(label: str, defect_type: str | None) -> str:
     """The class folder of a review: good, the defect type, or `defect`."""
     if label == GOOD:
         return GOOD
-    if defect_type and _FOLDER_RE.match(defect_type) and defect_type != GOOD:
+    if defect_type and DEFECT_TYPE_RE.match(defect_type) and defect_type != GOOD:
         return defect_type
     return UNTYPED
 
@@ -144,7 +143,8 @@ def _item(row: Inspection, key: str, label: str, defect_type: str | None, folder
         file=f"{folder}/{row.id}.{ext}", reviewer=review.reviewer if review else None,
         reviewed_at=review.created_at.isoformat() if review else None,
         inspected_at=row.created_at.isoformat(), station=row.station, part_id=row.part_id,
-        verdict=row.verdict, score=row.score, model=f"{row.model_name}:{row.model_version}",
+        verdict=row.verdict, score=row.score,
+        model=str(ModelRef(row.model_name, row.model_version)),
         source="review" if review else "sampled_pass", source_file=key,
     )
 

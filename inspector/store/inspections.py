@@ -11,8 +11,9 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Table, insert, select, update
 
+from inspector.core.names import utcnow
 from inspector.store.db import Database, database_unavailable
-from inspector.store.models import Inspection, OutboxEvent, Review, utcnow
+from inspector.store.models import Inspection, OutboxEvent, Review
 from inspector.store.outbox import PendingEvent
 
 ReviewLabel = Literal["defect", "good"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from typing import Literal, get_args
 
 from sqlalchemy import select
 
-from inspector.settings import SAFE_NAME
+from inspector.core.names import NAME_PATTERN, NAME_RE, utcnow
 from inspector.store.db import Database
-from inspector.store.models import ApiKey, utcnow
+from inspector.store.models import ApiKey
 
 Role = Literal["camera", "reviewer", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -38,7 +37,6 @@ class KeyInfo:
     stations: tuple[str, ...] | None = None
 
 
-_SAFE_NAME_RE = re.compile(SAFE_NAME)
 #: Width of the `api_keys.stations` column.
 _STATIONS_MAX_CHARS = 1024
 
@@ -50,8 +48,8 @@ def normalise_stations(stations: Iterable[str] | None) -> tuple[str, ...] | None
         return None
     out: list[str] = []
     for name in stations:
-        if not _SAFE_NAME_RE.match(name):
-            raise ValueError(f"station name {name!r} must match {SAFE_NAME} (letters, digits, "
+        if not NAME_RE.match(name):
+            raise ValueError(f"station name {name!r} must match {NAME_PATTERN} (letters, digits, "
                              "'_', '.', '-'; up to 64 characters)")
         if name not in out:
             out.append(name)

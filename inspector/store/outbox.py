@@ -11,8 +11,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 
+from inspector.core.names import utcnow
 from inspector.store.db import Database
-from inspector.store.models import OutboxEvent, utcnow
+from inspector.store.models import OutboxEvent
 
 
 @dataclass(frozen=True)

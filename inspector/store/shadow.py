@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import desc, select
 
+from inspector.core.names import ModelRef
 from inspector.store.db import Database
 from inspector.store.models import Inspection, ShadowResult
 
@@ -75,11 +76,12 @@ def shadow_rows(
     stmt = stmt.order_by(desc(ShadowResult.id)).limit(limit)
     with db.session() as s:
         rows = list(s.execute(stmt))
-    return [ShadowRow(f"{r[0]}:{r[1]}", r[2], r[3], r[4], r[5], r[6]) for r in reversed(rows)]
+    return [ShadowRow(str(ModelRef(r[0], r[1])), r[2], r[3], r[4], r[5], r[6])
+            for r in reversed(rows)]
 
 
-def latest_shadow_model(db: Database, station: str) -> tuple[str, str] | None:
-    """(name, version) of the shadow model that last recorded a result at `station`."""
+def latest_shadow_model(db: Database, station: str) -> ModelRef | None:
+    """The the shadow model that last recorded a result at `station`."""
     stmt = (
         select(ShadowResult.shadow_name, ShadowResult.shadow_version)
         .where(ShadowResult.station == station)
@@ -88,4 +90,4 @@ def latest_shadow_model(db: Database, station: str) -> tuple[str, str] | None:
     )
     with db.session() as s:
         row = s.execute(stmt).first()
-    return (row[0], row[1]) if row else None
+    return ModelRef(row[0], row[1]) if row else None

@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import select
 
 from inspector.core.errors import InvalidTextError
+from inspector.core.names import DEFECT_TYPE_RE
 from inspector.core.text import check_text
-from inspector.server.schemas import DEFECT_TYPE
 from inspector.store import inspections as store
 from inspector.store import reviews
 from inspector.store.db import Database
@@ -31,7 +31,6 @@ from inspector.ui.web import (
 router = APIRouter()
 PER_PAGE = 25
 InspectionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
-_DEFECT_TYPE = re.compile(DEFECT_TYPE)
 #: Card labels that name no defect type (an anomaly model's generic classes).
 _GENERIC_LABELS = {"good", "defect", "ok", "pass", "fail", "ng"}
 
@@ -41,7 +40,7 @@ def normalise_defect_type(text: str) -> str | None:
     name = re.sub(r"[\s]+", "_", text.strip().lower())
     if not name:
         return None
-    if not _DEFECT_TYPE.match(name):
+    if not DEFECT_TYPE_RE.match(name):
         raise ValueError(f"'{text.strip()}' is not a usable defect type: use letters, digits, "
                          "'-' and '_' (it becomes a folder name in dataset exports)")
     return name

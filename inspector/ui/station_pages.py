@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from inspector.settings import SAFE_NAME
+from inspector.core.names import NAME_RE
 from inspector.store import station_stats
 from inspector.ui.chart import render_grid
 from inspector.ui.web import PERIODS, current_session, login_redirect, render, services
 
 router = APIRouter()
 DEFAULT_PERIOD = "7d"
-_SAFE = re.compile(SAFE_NAME)
 
 
 def _since(period: str) -> tuple[str, datetime | None]:
@@ -39,7 +37,7 @@ def station(request: Request, station: str, period: str = DEFAULT_PERIOD) -> Res
     session = current_session(request)
     if session is None:
         return login_redirect(request)
-    if not _SAFE.match(station):
+    if not NAME_RE.match(station):
         return render(request, "error.html", session, status=404,
                       message="Station names use letters, digits, '.', '_' and '-'.")
     period, since = _since(period)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -16,8 +15,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from inspector.core.names import NAME_RE
 from inspector.server.deps import Services, get_services
-from inspector.settings import SAFE_NAME
 from inspector.store.reviews import QueueQuery, QueueState, QueueVerdict
 from inspector.ui.session import (
     SESSION_COOKIE,
@@ -30,7 +29,6 @@ from inspector.ui.session import (
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-_SAFE = re.compile(SAFE_NAME)
 _signer_lock = threading.Lock()
 
 #: Period choices of the filter bars: label, and how far back from now.
@@ -161,7 +159,7 @@ class QueueFilters:
         period = params.get("period")
         return replace(
             f,
-            station=station if station and _SAFE.match(station) else None,
+            station=station if station and NAME_RE.match(station) else None,
             verdict=verdict if verdict in get_args(QueueVerdict) else f.verdict,  # type: ignore[arg-type]
             state=state if state in get_args(QueueState) else f.state,  # type: ignore[arg-type]
             period=period if period in PERIODS else f.period,

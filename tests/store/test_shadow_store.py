@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from inspector.core.names import ModelRef
 from inspector.store import deployments
 from inspector.store.db import Database
 from inspector.store.inspections import add_review, record_batch
@@ -39,20 +40,20 @@ def test_shadow_results_round_trip_with_review_state(db: Database) -> None:
     assert len(shadow_rows(db, "s1", "m", "2", since=now - timedelta(minutes=9))) == 2
     assert len(shadow_rows(db, "s1", "m", "2", limit=1)) == 1
     assert shadow_rows(db, "s2", "m", "2") == []
-    assert latest_shadow_model(db, "s1") == ("m", "3")
+    assert latest_shadow_model(db, "s1") == ModelRef("m", "3")
     assert latest_shadow_model(db, "s2") is None
 
 
 def test_apply_and_previous_active(db: Database) -> None:
     assert deployments.previous_active(db, "s1") is None
-    deployments.apply(db, "s1", "admin", {"active": ("m", "1")})
-    deployments.apply(db, "s1", "admin", {"shadow": ("m", "2")})
+    deployments.apply(db, "s1", "admin", {"active": ModelRef("m", "1")})
+    deployments.apply(db, "s1", "admin", {"shadow": ModelRef("m", "2")})
     assert deployments.previous_active(db, "s1") is None
-    deployments.apply(db, "s1", "admin", {"active": ("m", "2"), "shadow": None})  # promote
-    assert deployments.previous_active(db, "s1") == ("m", "1")
+    deployments.apply(db, "s1", "admin", {"active": ModelRef("m", "2"), "shadow": None})  # promote
+    assert deployments.previous_active(db, "s1") == ModelRef("m", "1")
     assert deployments.current_deployments(db, "shadow") == []
-    deployments.apply(db, "s1", "admin", {"active": ("m", "1")})  # rollback
-    assert deployments.previous_active(db, "s1") == ("m", "2")
+    deployments.apply(db, "s1", "admin", {"active": ModelRef("m", "1")})  # rollback
+    assert deployments.previous_active(db, "s1") == ModelRef("m", "2")
     assert [d.model_version for d in deployments.current_deployments(db)] == ["1"]
     deployments.register_model_version(db, name="m", version="2", kind="anomaly",
                                        sha256="a" * 64, card_json="{}", path="/models/m/2")

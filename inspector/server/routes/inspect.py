@@ -15,11 +15,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from inspector.core.errors import InspectorError
+from inspector.core.names import NAME_PATTERN
 from inspector.core.text import check_text
 from inspector.lifecycle.errors import UnsupportedMediaTypeError
 from inspector.server.deps import CameraDep, ServicesDep
 from inspector.server.schemas import InspectResponse, inspect_response
-from inspector.settings import SAFE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ async def inspect(
     request: Request,
     services: ServicesDep,
     _principal: CameraDep,
-    station: Annotated[str, Query(pattern=SAFE_NAME, description="Station name")],
+    station: Annotated[str, Query(pattern=NAME_PATTERN, description="Station name")],
     part_id: Annotated[str | None, Query(max_length=128, description="Part serial")] = None,
     heatmap: Annotated[Literal["link", "inline"], Query(
         description="`inline` adds the overlay to the answer as a data URL")] = "link",

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
+from inspector.core.names import NAME_PATTERN, as_utc
 from inspector.lifecycle.errors import NotFoundError
 from inspector.server.deps import ReaderDep, ServicesDep
 from inspector.server.errors import error_responses
 from inspector.server.schemas import InspectionOut, InspectionPage, ReviewIn, ReviewOut
-from inspector.settings import SAFE_NAME
 from inspector.store import inspections as store
 from inspector.store.artifacts import MEDIA_TYPES
 from inspector.store.models import Inspection
@@ -21,10 +21,6 @@ router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
 InspectionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Inspection id")]
 _NO_INSPECTION = error_responses({404: "No such inspection"})
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def _get(services: ServicesDep, inspection_id: str) -> Inspection:
@@ -39,13 +35,13 @@ def _get(services: ServicesDep, inspection_id: str) -> Inspection:
 def list_inspections(
     services: ServicesDep,
     _principal: ReaderDep,
-    station: Annotated[str | None, Query(pattern=SAFE_NAME)] = None,
+    station: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     verdict: Literal["pass", "fail"] | None = None,
     review: Annotated[Literal["unreviewed", "reviewed", "defect", "good"] | None,
                       Query(description="Review state")] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
-    model: Annotated[str | None, Query(pattern=SAFE_NAME, description="Model name")] = None,
+    model: Annotated[str | None, Query(pattern=NAME_PATTERN, description="Model name")] = None,
     before: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$",
                                         description="Cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -53,7 +49,7 @@ def list_inspections(
     """Filter by station, verdict, review state, model and time; page with `before`.
 
     Times without a zone are taken as UTC."""
-    since, until = _utc(since), _utc(until)
+    since, until = as_utc(since), as_utc(until)
     q = store.InspectionQuery(station=station, verdict=verdict, review=review, since=since,
                               until=until, model_name=model, before=before, limit=limit)
     rows, cursor = store.list_inspections(services.db, q)

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from inspector.core.names import NAME_PATTERN
 from inspector.server.deps import AdminDep, ReaderDep, ServicesDep
 from inspector.server.errors import error_responses
 from inspector.server.routes.registry import deployer_of
 from inspector.server.schemas import DeployIn, DeployOut, ModelOut, ModelsOut
-from inspector.settings import SAFE_NAME
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -40,7 +40,7 @@ def list_models(services: ServicesDep, _principal: ReaderDep) -> ModelsOut:
 async def deploy(
     services: ServicesDep,
     principal: AdminDep,
-    station: Annotated[str, Path(pattern=SAFE_NAME)],
+    station: Annotated[str, Path(pattern=NAME_PATTERN)],
     body: DeployIn,
 ) -> DeployOut:
     """Switch a station's active model (frames already admitted finish on the old one, the

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.datastructures import UploadFile
 
+from inspector.core.names import MODEL_REF_PATTERN, NAME_PATTERN, ModelRef, as_utc
 from inspector.lifecycle import uploads
 from inspector.lifecycle.archive import Limits, storage_error
 from inspector.lifecycle.deployer import Deployer
@@ -25,12 +26,11 @@ from inspector.lifecycle.schemas import ShadowReport, StationOut, UploadOut
 from inspector.lifecycle.shadow_report import build_report
 from inspector.server.deps import AdminDep, ReaderDep, Services, ServicesDep
 from inspector.server.errors import error_responses
-from inspector.settings import SAFE_NAME
 from inspector.store import shadow as shadow_store
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
-Station = Annotated[str, Path(pattern=SAFE_NAME, description="Station name")]
+Station = Annotated[str, Path(pattern=NAME_PATTERN, description="Station name")]
 _FLUSH = 4 << 20
 _ARCHIVE = {"type": "string", "format": "binary"}
 #: The upload is read from the raw request, so FastAPI cannot see it: describe it by hand.
@@ -166,10 +166,6 @@ async def stop_shadow(services: ServicesDep, admin: AdminDep, station: Station) 
     return StationOut.of(await deployer_of(services).stop_shadow(station, admin.name))
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
 @router.get("/stations/{station}/shadow-report", response_model=ShadowReport,
             summary="The shadow model against the active one, and against reviews",
             responses=error_responses({404: "The station has no shadow results"}))
@@ -178,7 +174,7 @@ def shadow_report(
     _p: ReaderDep,
     station: Station,
     model: Annotated[str | None, Query(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        pattern=MODEL_REF_PATTERN,
         description="Shadow model NAME:VERSION (default: the current or last shadow)")] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
@@ -189,14 +185,15 @@ def shadow_report(
     ref = model or services.registry.shadows.get(station)
     if ref is None:
         last = shadow_store.latest_shadow_model(services.db, station)
-        ref = f"{last[0]}:{last[1]}" if last else None
+        ref = str(last) if last else None
     if ref is None:
         raise NotFoundError(f"station {station} has no shadow results",
                             hint='deploy a shadow with PUT /v1/stations/{station}/model and '
                                  '{"model": "NAME:VERSION", "mode": "shadow"}')
-    name, _, version = ref.partition(":")
-    since, until = _utc(since), _utc(until)
-    rows = shadow_store.shadow_rows(services.db, station, name, version, since, until, limit)
+    shadow = ModelRef.parse(ref)
+    since, until = as_utc(since), as_utc(until)
+    rows = shadow_store.shadow_rows(services.db, station, shadow.name, shadow.version, since,
+                                    until, limit)
     runner = services.inspections.shadow
     return build_report(station, ref, rows, since=since, until=until,
                         truncated=len(rows) >= limit,

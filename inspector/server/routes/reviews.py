@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from inspector.core.names import NAME_PATTERN, as_utc
 from inspector.server.deps import ReaderDep, ServicesDep
 from inspector.server.schemas import ModelRef
-from inspector.settings import SAFE_NAME
 from inspector.store import reviews as store
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
@@ -52,10 +52,6 @@ class ReviewPage(BaseModel):
     next_cursor: int | None
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
 @router.get("", response_model=ReviewPage, summary="List reviews (QA labels), newest first")
 def list_reviews(
     services: ServicesDep,
@@ -64,7 +60,7 @@ def list_reviews(
     = None,
     until: Annotated[datetime | None, Query(description="Review time, ISO 8601, exclusive")]
     = None,
-    station: Annotated[str | None, Query(pattern=SAFE_NAME)] = None,
+    station: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     label: Literal["defect", "good"] | None = None,
     history: Annotated[bool, Query(
         description="false: the current review of each inspection (the label to train on); "
@@ -77,7 +73,7 @@ def list_reviews(
 
     Times without a zone are taken as UTC. Example:
     `GET /v1/reviews?since=2024-05-01T00:00:00Z&station=s1&label=defect`"""
-    q = store.ReviewQuery(since=_utc(since), until=_utc(until), station=station, label=label,
+    q = store.ReviewQuery(since=as_utc(since), until=as_utc(until), station=station, label=label,
                           history=history, before=before, limit=limit)
     rows, cursor = store.list_reviews(services.db, q)
     return ReviewPage(items=[ReviewRowOut.of(r) for r in rows], next_cursor=cursor)
