@@ -240,12 +240,6 @@ class Settings(BaseSettings):
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
 
-    @property
-    def destinations(self) -> list[str]:
-        """Outbox destination names: `mqtt` and `webhook:<name>`, as configured."""
-        out = ["mqtt"] if self.mqtt_url else []
-        return out + [f"webhook:{w.name}" for w in self.webhooks]
-
 
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from inspector.publish.delivery import Outcome
+from inspector.publish.messages import MQTT
 from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class MqttDestination:
     """Publishes outbox rows to their topic with QoS 1 and waits for the broker's PUBACKs."""
 
-    name = "mqtt"
+    name = MQTT
 
     def __init__(
         self,

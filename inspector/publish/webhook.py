@@ -15,6 +15,7 @@ import time
 import httpx
 
 from inspector.publish.delivery import Outcome
+from inspector.publish.messages import webhook_destination
 from inspector.store.outbox import PendingEvent
 
 #: Status codes that retrying cannot fix: the receiver is gone or refuses the payload.
@@ -42,7 +43,7 @@ class WebhookDestination:
     """One webhook receiver."""
 
     def __init__(self, name: str, url: str, secret: str, timeout_s: float = 10.0) -> None:
-        self.name = f"webhook:{name}"
+        self.name = webhook_destination(name)
         self.url = url
         self._secret = secret
         self._timeout_s = timeout_s

@@ -35,6 +35,7 @@ from inspector.lifecycle.batcher import MemoryBudget, MicroBatcher, Reservation
 from inspector.lifecycle.errors import ServiceUnavailableError
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.lifecycle.shadow import ShadowRunner
+from inspector.publish.messages import destination_names, verdict_message
 from inspector.server.metrics import Metrics
 from inspector.settings import Settings
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
@@ -127,7 +128,7 @@ class InspectionService:
         #: Bytes every frame in flight may hold, all models together.
         self.budget = MemoryBudget(settings.max_inflight_bytes)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="commit")
-        self._destinations = settings.destinations
+        self._destinations = destination_names(settings)
         self.committer: MicroBatcher[NewInspection, Exception | None] = MicroBatcher(
             "committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=0.0
         )
@@ -152,7 +153,8 @@ class InspectionService:
         Raises when the database itself is unavailable."""
         if any(item.image_key for item in items):
             self.artifacts.flush()  # the evidence is on disk before the records point at it
-        pending, outcomes = record_batch_isolated(self.db, items, self._destinations)
+        pending, outcomes = record_batch_isolated(self.db, items, self._destinations,
+                                                 verdict_message)
         if self._on_commit is not None:
             self._on_commit(pending)
         return outcomes

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from sqlalchemy import Table, insert, select, update
 
 from inspector.core.names import utcnow
 from inspector.store.db import Database, database_unavailable
 from inspector.store.models import Inspection, OutboxEvent, Review
-from inspector.store.outbox import PendingEvent
+from inspector.store.outbox import OutboxMessage, PendingEvent
 
 ReviewLabel = Literal["defect", "good"]
 ReviewFilter = Literal["unreviewed", "reviewed", "defect", "good"]
@@ -54,37 +54,25 @@ class NewInspection:
     heatmap_key: str | None = None
     artifact_bytes: int = 0
 
-    def topic(self) -> str:
-        """MQTT topic `inspector/<line>/<station>/verdict` (both names are validated)."""
-        return f"inspector/{self.line}/{self.station}/verdict"
 
-    def event(self) -> dict[str, Any]:
-        """The published verdict: consumers de-duplicate on `id`."""
-        return {
-            "id": self.id,
-            "created_at": self.created_at.isoformat(),
-            "line": self.line,
-            "station": self.station,
-            "part_id": self.part_id,
-            "verdict": self.verdict,
-            "score": self.score,
-            "threshold": self.threshold,
-            "label": self.label,
-            "model": {"name": self.model_name, "version": self.model_version},
-            "image": self.image_key is not None,
-        }
+#: Builds the outbox message of a verdict (inspector.publish.messages.verdict_message).
+MessageBuilder = Callable[[NewInspection], OutboxMessage]
 
 
 def record_batch(
-    db: Database, items: list[NewInspection], destinations: list[str]
+    db: Database, items: list[NewInspection], destinations: list[str],
+    message: MessageBuilder | None = None,
 ) -> dict[str, list[PendingEvent]]:
-    """Insert inspections and one outbox row per destination each, in a single transaction.
+    """Insert inspections and one outbox row per destination each, in a single transaction;
+    `message` builds each row's topic and payload (needed when there are destinations).
 
     One commit for the whole batch (group commit): every verdict in it is durable when this
     returns. Returns the new outbox rows by destination, ids included, so the publishers can
     send them straight away instead of reading them back. Core inserts (executemany), not ORM
     objects: this runs for every verdict the server answers.
     """
+    if destinations and message is None:
+        raise ValueError("record_batch needs a message builder to write outbox rows")
     now = utcnow()
     pending: dict[str, list[PendingEvent]] = {d: [] for d in destinations}
     if not items:
@@ -93,14 +81,14 @@ def record_batch(
         conn = s.connection()
         conn.execute(insert(_INSPECTIONS),
                      [{**item.__dict__, "review_state": "unreviewed"} for item in items])
-        if destinations:
+        if destinations and message is not None:
             rows = []
             for item in items:
-                payload = json.dumps(item.event(), separators=(",", ":"))
-                topic = item.topic()
+                built = message(item)
                 rows += [{"node": item.node, "destination": dest, "inspection_id": item.id,
-                          "topic": topic, "payload": payload, "created_at": now, "attempts": 0,
-                          "next_attempt_at": now, "state": "pending"} for dest in destinations]
+                          "topic": built.topic, "payload": built.payload, "created_at": now,
+                          "attempts": 0, "next_attempt_at": now, "state": "pending"}
+                         for dest in destinations]
             ids = conn.execute(
                 insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), rows
             ).scalars().all()
@@ -112,7 +100,8 @@ def record_batch(
 
 
 def record_batch_isolated(
-    db: Database, items: list[NewInspection], destinations: list[str]
+    db: Database, items: list[NewInspection], destinations: list[str],
+    message: MessageBuilder | None = None,
 ) -> tuple[dict[str, list[PendingEvent]], list[Exception | None]]:
     """`record_batch`, but one bad record cannot fail the others: when the group commit fails
     on the data (a DataError, IntegrityError, a value the driver cannot encode... anything but
@@ -120,7 +109,7 @@ def record_batch_isolated(
     written and, per item, None when it was committed or the error that refused it. A
     connection error of the group commit raises, as it would for every item alone."""
     try:
-        return record_batch(db, items, destinations), [None] * len(items)
+        return record_batch(db, items, destinations, message), [None] * len(items)
     except Exception as exc:
         if database_unavailable(exc):
             raise
@@ -130,7 +119,7 @@ def record_batch_isolated(
     outcomes: list[Exception | None] = []
     for item in items:
         try:
-            written = record_batch(db, [item], destinations)
+            written = record_batch(db, [item], destinations, message)
         except Exception as exc:  # connection errors too: earlier items are committed
             outcomes.append(exc)
             continue

@@ -17,6 +17,15 @@ from inspector.store.models import OutboxEvent
 
 
 @dataclass(frozen=True)
+class OutboxMessage:
+    """What one outbox row will send: an MQTT topic (the event name for webhooks) and the
+    JSON payload. Built by inspector.publish.messages; stored as given."""
+
+    topic: str
+    payload: str
+
+
+@dataclass(frozen=True)
 class PendingEvent:
     """One delivery to attempt."""
 

@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from inspector.publish.delivery import OutboxWorker, backoff_s
+from inspector.publish.messages import verdict_message
 from inspector.publish.mqtt import MqttDestination
 from inspector.publish.webhook import WebhookDestination, sign, verify_signature
 from inspector.store import outbox
@@ -98,7 +99,7 @@ def test_webhook_delivers_signed_and_retries(db: Database) -> None:
     dest = WebhookDestination("erp", receiver.url, SECRET)
     worker = OutboxWorker(db, "n1", dest, max_backoff_s=0.01)
     items = [record() for _ in range(3)]
-    record_batch(db, items, ["webhook:erp"])
+    record_batch(db, items, ["webhook:erp"], verdict_message)
     dest.start()
     try:
         for _ in range(20):  # each round retries what is due; backoff here is ~10 ms
@@ -117,7 +118,7 @@ def test_webhook_delivers_signed_and_retries(db: Database) -> None:
 def test_webhook_gives_up_after_max_attempts(db: Database) -> None:
     dest = WebhookDestination("gone", "http://127.0.0.1:9/nothing-listens", SECRET, timeout_s=1)
     worker = OutboxWorker(db, "n1", dest, max_backoff_s=0.01, max_attempts=2)
-    record_batch(db, [record()], ["webhook:gone"])
+    record_batch(db, [record()], ["webhook:gone"], verdict_message)
     for _ in range(10):
         worker.drain_once()
         time.sleep(0.03)
@@ -142,7 +143,7 @@ def test_mqtt_worker_publishes_qos1_and_empties_the_outbox(db: Database) -> None
     try:
         assert ready.wait(10)
         items = [replace(record(line=line), station=f"st{i % 2}") for i in range(10)]
-        record_batch(db, items, ["mqtt"])
+        record_batch(db, items, ["mqtt"], verdict_message)
         worker.start()
         deadline = time.monotonic() + 30
         while len(set(got)) < 10 and time.monotonic() < deadline:
@@ -192,12 +193,12 @@ def test_offered_rows_go_out_once_without_reading_the_table(db: Database) -> Non
     receiver = Receiver()
     dest = WebhookDestination("erp", receiver.url, SECRET)
     worker = OutboxWorker(db, "n1", dest, settle_interval_s=60.0)
-    first = record_batch(db, [record() for _ in range(3)], ["webhook:erp"])
+    first = record_batch(db, [record() for _ in range(3)], ["webhook:erp"], verdict_message)
     dest.start()
     try:
         assert worker.drain_once(settle=False) == (3, 0)  # start-up: read from the table
         worker.offer(first["webhook:erp"])  # the same rows, offered after their commit
-        later = record_batch(db, [record() for _ in range(4)], ["webhook:erp"])
+        later = record_batch(db, [record() for _ in range(4)], ["webhook:erp"], verdict_message)
         worker.offer(later["webhook:erp"])
         assert worker.drain_once(settle=False) == (4, 0)  # only the new ones, from memory
         assert worker.drain_once(settle=False) == (0, 0)
@@ -218,7 +219,7 @@ def test_failed_memory_delivery_is_retried_from_the_table(db: Database) -> None:
     worker = OutboxWorker(db, "n1", dest, max_backoff_s=0.01)
     assert worker.drain_once() == (0, 0)  # start-up scan of an empty table
     items = [record() for _ in range(2)]
-    worker.offer(record_batch(db, items, ["webhook:erp"])["webhook:erp"])
+    worker.offer(record_batch(db, items, ["webhook:erp"], verdict_message)["webhook:erp"])
     dest.start()
     try:
         delivered, failed = worker.drain_once()

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from inspector.lifecycle.registry import ModelRegistry
+from inspector.publish.messages import verdict_message
 from inspector.server.metrics import Metrics
 from inspector.server.service import InspectionService, RecordRejectedError
 from inspector.settings import Settings
@@ -52,7 +53,7 @@ def test_bad_record_fails_alone_and_the_rest_commit(db: Database) -> None:
     before = stored_ids(db)
     clean = [record(f"P{i}") for i in range(5)]
     items = [*clean[:2], bad, *clean[2:]]
-    pending, outcomes = record_batch_isolated(db, items, ["mqtt"])
+    pending, outcomes = record_batch_isolated(db, items, ["mqtt"], verdict_message)
     assert [o is None for o in outcomes] == [True, True, False, True, True, True]
     assert stored_ids(db) - before == {r.id for r in clean}
     assert [e.inspection_id for e in pending["mqtt"]] == [r.id for r in clean]

@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, update
 
+from inspector.publish.messages import verdict_message
 from inspector.store import deployments, keys, outbox
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database, schema_is_current
@@ -48,7 +49,7 @@ def test_migrations_match_the_models(db: Database) -> None:
 
 def test_record_batch_writes_inspections_and_outbox(db: Database) -> None:
     items = [make_record(verdict="fail" if i % 2 else "pass") for i in range(6)]
-    written = record_batch(db, items, ["mqtt", "webhook:erp"])
+    written = record_batch(db, items, ["mqtt", "webhook:erp"], verdict_message)
     assert sorted(written) == ["mqtt", "webhook:erp"]
     assert [e.inspection_id for e in written["webhook:erp"]] == [i.id for i in items]
     assert len({e.id for evs in written.values() for e in evs}) == 12
@@ -63,7 +64,7 @@ def test_record_batch_writes_inspections_and_outbox(db: Database) -> None:
 
 
 def test_outbox_settle_backoff_and_make_due(db: Database) -> None:
-    record_batch(db, [make_record() for _ in range(3)], ["mqtt"])
+    record_batch(db, [make_record() for _ in range(3)], ["mqtt"], verdict_message)
     a, b, c = outbox.fetch_due(db, "n1", "mqtt")
     outbox.settle(db, [a.id], [outbox.Failure(b.id, 60.0, "down"),
                                outbox.Failure(c.id, None, "gone")])
