@@ -22,6 +22,7 @@ from datetime import timedelta
 
 import cv2
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from inspector import ui
 from inspector.core.names import ModelRef
@@ -139,7 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(services.publishers.stop)
             services.db.dispose()
 
-    app = FastAPI(
+    # The docs pages' JavaScript and CSS come from the installed fastapi-offline package, not
+    # from a CDN: a line network often has no internet, and hints point people to /docs.
+    app: FastAPI = FastAPIOffline(
         title="Inspector",
         summary="Defect inspection: frames in, verdicts and heatmaps out.",
         version="0.1.0",
