@@ -159,4 +159,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (inspect.router, inspections.router, models.router, health.router,
                    reviews.router, ui.router, registry_routes.router):
         app.include_router(router)
+    app.add_exception_handler(ui.SignInRequired, ui.signin_required)
     return app

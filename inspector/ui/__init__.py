@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
 from inspector.ui import review_pages, signin, station_pages
+from inspector.ui.web import SignInRequired, signin_required
 
 STATIC = Path(__file__).with_name("static")
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -31,4 +32,4 @@ def static(name: str) -> Response:
                         headers={"Cache-Control": "public, max-age=86400"})
 
 
-__all__ = ["router"]
+__all__ = ["SignInRequired", "router", "signin_required"]

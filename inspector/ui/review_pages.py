@@ -18,12 +18,12 @@ from inspector.store import inspections as store
 from inspector.store import reviews
 from inspector.store.db import Database
 from inspector.store.models import Inspection, ModelVersion, Review
-from inspector.ui.session import same_token
+from inspector.ui.session import UiSession, same_token
 from inspector.ui.web import (
     PERIODS,
+    ImageSessionDep,
     QueueFilters,
-    current_session,
-    login_redirect,
+    SessionDep,
     render,
     services,
 )
@@ -82,10 +82,7 @@ def _latest_review(db: Database, row: Inspection | None) -> Review | None:
 
 
 @router.get("/", response_class=HTMLResponse)
-def queue(request: Request, page: int = 1) -> Response:
-    session = current_session(request)
-    if session is None:
-        return login_redirect(request)
+def queue(request: Request, session: SessionDep, page: int = 1) -> Response:
     db = services(request).db
     filters = QueueFilters.parse(request.query_params)
     rows, total = reviews.queue_page(db, filters.query(), page, PER_PAGE)
@@ -100,11 +97,8 @@ def queue(request: Request, page: int = 1) -> Response:
     )
 
 
-def _part_page(request: Request, inspection_id: str, status: int = 200,
+def _part_page(request: Request, session: UiSession, inspection_id: str, status: int = 200,
                error: str | None = None) -> Response:
-    session = current_session(request)
-    if session is None:
-        return login_redirect(request)
     db = services(request).db
     row = store.get_inspection(db, inspection_id)
     if row is None:
@@ -126,13 +120,14 @@ def _part_page(request: Request, inspection_id: str, status: int = 200,
 
 
 @router.get("/parts/{inspection_id}", response_class=HTMLResponse)
-def part(request: Request, inspection_id: InspectionId) -> Response:
-    return _part_page(request, inspection_id)
+def part(request: Request, session: SessionDep, inspection_id: InspectionId) -> Response:
+    return _part_page(request, session, inspection_id)
 
 
 @router.post("/parts/{inspection_id}/review")
 def review(
     request: Request,
+    session: SessionDep,
     inspection_id: InspectionId,
     decision: Annotated[str, Form(pattern=r"^(defect|good)$")],
     csrf: Annotated[str, Form(max_length=200)] = "",
@@ -142,9 +137,6 @@ def review(
 ) -> Response:
     """Record a decision, then go to the next part in the (filtered) queue. A typed
     `new_type` wins over the picked `defect_type`."""
-    session = current_session(request)
-    if session is None:
-        return login_redirect(request)
     if not same_token(session.csrf, csrf):
         return render(request, "error.html", session, status=403,
                       message="This form expired or did not come from this site. "
@@ -155,9 +147,9 @@ def review(
         check_text(note, "note", max_length=2000, multiline=True)
         kind = normalise_defect_type(new_type or defect_type) if decision == "defect" else None
     except InvalidTextError as exc:
-        return _part_page(request, inspection_id, exc.status_code, str(exc))
+        return _part_page(request, session, inspection_id, exc.status_code, str(exc))
     except ValueError as exc:
-        return _part_page(request, inspection_id, 400, str(exc))
+        return _part_page(request, session, inspection_id, 400, str(exc))
     db = services(request).db
     saved = store.add_review(db, inspection_id, label=decision,  # type: ignore[arg-type]
                              reviewer=session.name, defect_type=kind,
@@ -172,9 +164,6 @@ def review(
 
 
 def _artifact(request: Request, inspection_id: str, heatmap: bool) -> Response:
-    session = current_session(request)
-    if session is None:
-        return Response(status_code=401)
     svc = services(request)
     row = store.get_inspection(svc.db, inspection_id)
     key = (row.heatmap_key if heatmap else row.image_key) if row else None
@@ -188,10 +177,10 @@ def _artifact(request: Request, inspection_id: str, heatmap: bool) -> Response:
 
 
 @router.get("/parts/{inspection_id}/image")
-def image(request: Request, inspection_id: InspectionId) -> Response:
+def image(request: Request, _session: ImageSessionDep, inspection_id: InspectionId) -> Response:
     return _artifact(request, inspection_id, heatmap=False)
 
 
 @router.get("/parts/{inspection_id}/heatmap")
-def heatmap(request: Request, inspection_id: InspectionId) -> Response:
+def heatmap(request: Request, _session: ImageSessionDep, inspection_id: InspectionId) -> Response:
     return _artifact(request, inspection_id, heatmap=True)

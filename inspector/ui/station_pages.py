@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from inspector.core.names import NAME_RE
 from inspector.store import station_stats
 from inspector.ui.chart import render_grid
-from inspector.ui.web import PERIODS, current_session, login_redirect, render, services
+from inspector.ui.web import PERIODS, SessionDep, render, services
 
 router = APIRouter()
 DEFAULT_PERIOD = "7d"
@@ -23,20 +23,16 @@ def _since(period: str) -> tuple[str, datetime | None]:
 
 
 @router.get("/stations", response_class=HTMLResponse)
-def stations(request: Request, period: str = DEFAULT_PERIOD) -> Response:
-    session = current_session(request)
-    if session is None:
-        return login_redirect(request)
+def stations(request: Request, session: SessionDep, period: str = DEFAULT_PERIOD) -> Response:
     period, since = _since(period)
     rows = station_stats.station_stats(services(request).db, since=since)
     return render(request, "stations.html", session, rows=rows, period=period, periods=PERIODS)
 
 
 @router.get("/stations/{station}", response_class=HTMLResponse)
-def station(request: Request, station: str, period: str = DEFAULT_PERIOD) -> Response:
-    session = current_session(request)
-    if session is None:
-        return login_redirect(request)
+def station(
+    request: Request, session: SessionDep, station: str, period: str = DEFAULT_PERIOD
+) -> Response:
     if not NAME_RE.match(station):
         return render(request, "error.html", session, status=404,
                       message="Station names use letters, digits, '.', '_' and '-'.")

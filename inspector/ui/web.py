@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 from urllib.parse import quote, urlencode
 
-from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from inspector.core.names import NAME_RE
@@ -94,6 +94,41 @@ def current_session(request: Request) -> UiSession | None:
     if session.key_prefix is None and svc.settings.auth_enabled:
         return None  # signed in while auth was off: not once it is back on
     return session if key_still_valid(svc.db, session) else None
+
+
+class SignInRequired(Exception):
+    """No valid session: a page answers with a redirect to sign-in, an image with 401."""
+
+    def __init__(self, redirect: bool) -> None:
+        super().__init__("sign-in required")
+        self.redirect = redirect
+
+
+def signin_required(request: Request, exc: Exception) -> Response:
+    """The app's handler for SignInRequired (installed by inspector.app.create_app)."""
+    if isinstance(exc, SignInRequired) and exc.redirect:
+        return login_redirect(request)
+    return Response(status_code=401)
+
+
+def _page_session(request: Request) -> UiSession:
+    session = current_session(request)
+    if session is None:
+        raise SignInRequired(redirect=True)
+    return session
+
+
+def _image_session(request: Request) -> UiSession:
+    session = current_session(request)
+    if session is None:
+        raise SignInRequired(redirect=False)
+    return session
+
+
+#: The signed-in reviewer of a page; without one the page redirects to sign-in.
+SessionDep = Annotated[UiSession, Depends(_page_session)]
+#: The signed-in reviewer of an image request; without one it answers 401.
+ImageSessionDep = Annotated[UiSession, Depends(_image_session)]
 
 
 def anonymous_session() -> UiSession:
