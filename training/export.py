@@ -1,9 +1,11 @@
 """ONNX export with the package I/O contract, checked and compared against PyTorch.
 
-The graph takes `image` uint8 [N, H, W, 3] (dynamic N) and returns `score` [N] and
-`anomaly_map` [N, h, w] (plus `probabilities` [N, C] for a classifier). Export always runs
-onnx.checker and a parity run on real images; scores that disagree beyond tolerance fail the
-export instead of shipping a model that behaves differently from the one evaluated.
+The graph takes `image` uint8 [N, H, W, 3] (dynamic N) and returns the outputs that
+`inspector.core.package.OUTPUT_NAMES` lists for the model's kind (`score` [N], `anomaly_map`
+[N, h, w], plus `probabilities` [N, C] for a classifier), in the order the PyTorch model
+returns them. Export always runs onnx.checker and a parity run on real images, comparing
+outputs by name; scores that disagree beyond tolerance fail the export instead of shipping a
+model that behaves differently from the one evaluated.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import onnx
 import torch
 from torch import nn
 
+from inspector.core.package import INPUT_NAME
 from inspector.core.runtime import RuntimeOptions, open_session
 from training.errors import TrainingError
 
@@ -65,7 +68,7 @@ def export_onnx(
             model,
             example,
             dynamo=True,
-            input_names=["image"],
+            input_names=[INPUT_NAME],
             output_names=list(output_names),
             dynamic_shapes=({0: batch},),
             opset_version=opset,
@@ -81,9 +84,9 @@ def export_onnx(
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"{path}: onnx.checker rejected the graph: {exc}") from exc
-    got = [o.name for o in proto.graph.output]
-    if got != list(output_names):
-        raise ExportError(f"{path}: outputs are {got}, expected {list(output_names)}")
+    got = {o.name for o in proto.graph.output}
+    if got != set(output_names):
+        raise ExportError(f"{path}: outputs are {sorted(got)}, expected {list(output_names)}")
 
 
 @torch.no_grad()
@@ -96,23 +99,26 @@ def parity(
 ) -> Parity:
     """Run the same uint8 images through PyTorch and ONNX Runtime (CPU) and compare."""
     session = open_session(onnx_path, RuntimeOptions(providers="cpu"))
-    d_score = d_map = scale = 0.0
+    names = list(output_names)
+    found = [o.name for o in session.get_outputs()]
+    if sorted(found) != sorted(names):
+        raise ExportError(f"{onnx_path}: outputs are {found}, expected {names}")
+    diffs = dict.fromkeys(names, 0.0)
+    scale = 0.0
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        torch_out = model(torch.from_numpy(batch))
-        ort_out = session.run(list(output_names), {"image": batch})
-        ts, tm = torch_out[0].numpy(), torch_out[1].numpy()
-        os_, om = ort_out[0], ort_out[1]
-        if os_.shape != ts.shape or om.shape != tm.shape:
-            raise ExportError(
-                f"{onnx_path}: output shapes differ: onnx {os_.shape}/{om.shape}, "
-                f"torch {ts.shape}/{tm.shape}"
-            )
-        diff = np.abs(os_ - ts)
-        d_score = max(d_score, float(diff.max()))
-        scale = max(scale, float(np.abs(ts).max()))
-        d_map = max(d_map, float(np.abs(om - tm).max()))
-    return Parity(len(images), d_score, d_map, scale)
+        # The PyTorch model returns a tuple in `output_names` order: name it once, here.
+        torch_out = dict(zip(names, model(torch.from_numpy(batch)), strict=True))
+        ort_out = dict(zip(names, session.run(names, {INPUT_NAME: batch}), strict=True))
+        for name in names:
+            t, o = torch_out[name].numpy(), ort_out[name]
+            if o.shape != t.shape:
+                raise ExportError(
+                    f"{onnx_path}: output '{name}' is {o.shape} in ONNX, {t.shape} in PyTorch"
+                )
+            diffs[name] = max(diffs[name], float(np.abs(o - t).max()) if t.size else 0.0)
+        scale = max(scale, float(np.abs(torch_out["score"].numpy()).max()))
+    return Parity(len(images), diffs["score"], diffs["anomaly_map"], scale)
 
 
 def check_parity(result: Parity, tolerance: float, where: Path) -> None:

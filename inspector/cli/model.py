@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from inspector.cli.errors import fail
 from inspector.cli.inspect import load_detector
-from inspector.core.card import ThresholdSpec, utcnow, write_card
+from inspector.core.card import write_card
 from inspector.core.datasets import SPLIT_FILE, Dataset, Sample, samples_from_split, scan
 from inspector.core.errors import InspectorError
-from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
+from inspector.core.threshold import METHODS, choose_threshold
 
 if TYPE_CHECKING:
     from inspector.core.pipeline import Detector
@@ -116,40 +116,20 @@ def calibrate_cmd(
     samples = _pick_split(detector, ds, split)
     if not samples:
         raise fail(f"{data}: no images to calibrate on")
+    if method not in METHODS:
+        raise fail(f"unknown method {method!r}: use {', '.join(METHODS)}")
+    if method == "auto" and target_escape is not None:
+        method = "target_escape"  # asked for by name: fail without defects, never fall back
     result = _score(detector, samples, "scoring", batch=8)
     y, s = result.labels, result.scores
-    chosen: Literal["target_frr", "best_f1", "target_escape"]
-    if method == "auto":
-        chosen = (
-            "target_escape"
-            if target_escape is not None
-            else ("best_f1" if y.any() and (~y).any() else "target_frr")
+    try:
+        spec = choose_threshold(
+            s[~y], s[y], method=method, target_frr=target_frr, target_escape=target_escape,
+            data=f"{data} ({split})",
         )
-    elif method in ("target_frr", "best_f1", "target_escape"):
-        chosen = method  # type: ignore[assignment]
-    else:
-        raise fail(f"unknown method {method!r}: use auto, target_frr, best_f1 or target_escape")
-    if chosen != "target_frr" and not y.any():
-        raise fail(f"{chosen} needs defect images in the data; use --method target_frr")
-    if chosen == "target_frr" and (~y).sum() == 0:
-        raise fail("target_frr needs good images in the data")
-    target: float | None
-    if chosen == "target_frr":
-        value, target = threshold_for_frr(s[~y], target_frr), target_frr
-    elif chosen == "target_escape":
-        value, target = threshold_for_escape(s[y], target_escape or 0.0), target_escape
-    else:
-        value, target = threshold_best_f1(y, s), None
-    card = detector.card
-    spec = ThresholdSpec(
-        value=value,
-        method=chosen,
-        target=target,
-        data=f"{data} ({split})",
-        n_good=int((~y).sum()),
-        n_defect=int(y.sum()),
-        calibrated_at=utcnow(),
-    )
+    except InspectorError as exc:
+        raise fail(exc) from exc
+    value, chosen, card = spec.value, spec.method, detector.card
     write_card(card.model_copy(update={"threshold": spec}), detector.package.card_path)
     frr = float(np.mean(s[~y] >= value)) if (~y).any() else float("nan")
     esc = float(np.mean(s[y] < value)) if y.any() else float("nan")
@@ -180,17 +160,14 @@ def _pick_split(detector: Detector, ds: Dataset, split: str) -> list[Sample]:
     return _held_out(detector, ds, "test") or list(ds.test)
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """`key=value` pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
-    out: dict[str, object] = {}
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`key=value` pairs as text: training.config parses and checks each knob by its type."""
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise fail(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = raw
+            raise fail(f"--set expects key=value (or `--set help`), got {pair!r}")
+        out[key.strip()] = raw
     return out
 
 
@@ -200,15 +177,22 @@ def train_cmd(
         Path, typer.Option("--out", help="Package folder to write: models/NAME/VERSION.")
     ],
     kind: Annotated[
-        str, typer.Option(help="anomaly (good images only) or classifier.")
-    ] = "anomaly",
+        str | None, typer.Option(help="anomaly (good images only; default) or classifier.")
+    ] = None,
     backbone: Annotated[
         str | None, typer.Option(help="Feature backbone; default: the offline EfficientNet-Lite0.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (runs are reproducible).")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default 0): the same seed and data give "
+                                 "the same package on any machine load.")
+    ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Model setting key=value, repeatable (e.g. image_size=320)."),
+        typer.Option(
+            "--set",
+            help="Model knob key=value, repeatable (e.g. image_size=320, layers=[8,11,15]); "
+            "`--set help` lists every knob with its default and meaning.",
+        ),
     ] = None,
 ) -> None:
     """Train a model package from a folder of images (needs the training extra with torch).
@@ -220,6 +204,10 @@ def train_cmd(
         inspector train --data reviewed/ --out models/tiles/4 --kind classifier
 
         inspector train --data parts/ --out models/parts/2 --set image_size=320 --set coreset=0.05
+
+    The printed summary gives the wall-clock seconds of each phase (read, fit, export,
+    parity, calibrate, package, evaluate) and the total; the card keeps them in
+    training.params.timings_s.
     """
     import importlib
 
@@ -231,32 +219,15 @@ def train_cmd(
         raise fail(
             f"training needs the [train] extra ({exc.name} is missing): pip install -e '.[train]'"
         ) from exc
-    if kind not in ("anomaly", "classifier"):
-        raise fail(f"unknown --kind {kind!r}: use anomaly or classifier")
+    if "help" in (set_ or []):
+        print("\n".join(training.knob_help()))
+        return
+    knobs: dict[str, object] = {"kind": kind, "backbone": backbone, "seed": seed}
     try:
         result = training.train_command(
-            data=data,
-            out=out,
-            kind=kind,
-            backbone=backbone,
-            seed=seed,
-            **_parse_overrides(set_ or []),
+            data=data, out=out, **knobs, **_parse_overrides(set_ or [])
         )
     except InspectorError as exc:
         raise fail(exc) from exc
-    card = result.card
-    print(
-        f"wrote {result.out} ({card.ref}, {card.kind}) in {result.train_seconds:.0f} s; "
-        f"threshold {card.threshold.value:.6g} ({card.threshold.method})"
-    )
-    for key in (
-        "image_auroc",
-        "pixel_auroc",
-        "f1",
-        "false_reject_rate",
-        "escape_rate",
-        "ms_per_image",
-    ):
-        value = (result.evaluation or {}).get(key)
-        if value is not None:
-            print(f"{key:>20}: {value:.4f}")
+    for line in result.summary():
+        print(line)

@@ -21,6 +21,15 @@ MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
 REPORT_DIR = "report"
 
+#: The graph's input and outputs, by model kind, with each output's rank (the I/O contract:
+#: models/README.md). Export names its outputs from here and the checks compare by name.
+INPUT_NAME = "image"
+OUTPUT_RANKS: dict[str, int] = {"score": 1, "anomaly_map": 3, "probabilities": 2}
+OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
+    "anomaly": ("score", "anomaly_map"),
+    "classifier": ("score", "anomaly_map", "probabilities"),
+}
+
 _ORT_UINT8 = "tensor(uint8)"
 _ORT_FLOAT = "tensor(float)"
 
@@ -54,10 +63,7 @@ class ModelPackage:
 
     @property
     def output_names(self) -> list[str]:
-        names = ["score", "anomaly_map"]
-        if self.card.kind == "classifier":
-            names.append("probabilities")
-        return names
+        return list(OUTPUT_NAMES[self.card.kind])
 
 
 def open_package(root: Path | str) -> ModelPackage:
@@ -85,9 +91,9 @@ def check_io_contract(session: ort.InferenceSession, package: ModelPackage) -> N
     where = package.onnx_path
     card = package.card
     inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != "image":
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
         names = [i.name for i in inputs]
-        raise ModelPackageError(f"{where}: expected one input named 'image', found {names}")
+        raise ModelPackageError(f"{where}: expected one input named '{INPUT_NAME}', found {names}")
     inp = inputs[0]
     if inp.type != _ORT_UINT8:
         raise ModelPackageError(f"{where}: input 'image' must be uint8, found {inp.type}")
@@ -103,9 +109,7 @@ def check_io_contract(session: ort.InferenceSession, package: ModelPackage) -> N
                 hint="input size in card.json must match the graph",
             )
     outputs = {o.name: o for o in session.get_outputs()}
-    wanted = {"score": 1, "anomaly_map": 3}
-    if card.kind == "classifier":
-        wanted["probabilities"] = 2
+    wanted = {name: OUTPUT_RANKS[name] for name in OUTPUT_NAMES[card.kind]}
     for name, rank in wanted.items():
         out = outputs.get(name)
         if out is None:

@@ -8,10 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.backbones import BACKBONES, build_backbone  # noqa: E402
-from training.classifier import DefectClassifier  # noqa: E402
-from training.coreset import greedy_coreset  # noqa: E402
+from training.classifier.model import DefectClassifier  # noqa: E402
+from training.config import PatchCoreConfig  # noqa: E402
 from training.errors import TrainingError  # noqa: E402
-from training.patchcore import PatchCore, PatchCoreConfig, PatchFeatures  # noqa: E402
+from training.patchcore.coreset import greedy_coreset  # noqa: E402
+from training.patchcore.model import PatchCore, PatchFeatures  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -118,7 +119,8 @@ def test_classifier_outputs_probabilities_and_a_bounded_map(lite0) -> None:  # t
 
 
 def test_leave_one_out_hides_each_images_own_patches(lite0) -> None:  # type: ignore[no-untyped-def]
-    from training.anomaly import CoresetConfig, fit_patchcore, leave_one_out
+    from training.config import CoresetConfig
+    from training.patchcore.fit import fit_patchcore, leave_one_out
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)

@@ -92,8 +92,7 @@ def test_refuses_to_overwrite_a_package(mvtec_set: Path, tmp_path: Path) -> None
 
 
 def test_classifier_trains_exports_and_loads(labeled_set: Path, tmp_path: Path) -> None:
-    from training.classifier_train import ClassifierConfig
-    from training.config import TrainConfig
+    from training.config import ClassifierConfig, TrainConfig
     from training.train import run_training
 
     out = tmp_path / "models" / "cls" / "1"

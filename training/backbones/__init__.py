@@ -20,14 +20,13 @@ from training.backbones.effnet_lite import (
     lite0_weights_path,
 )
 from training.backbones.torchvision_models import efficientnet, resnet
+from training.config import DEFAULT_BACKBONE
 from training.errors import TrainingError
-
-DEFAULT_BACKBONE = "effnet_lite0"
 
 
 def effnet_lite0(member: str | None = None, pretrained: bool = True) -> Backbone:
-    """EfficientNet-Lite0: stages = stem, 16 blocks, head. Default taps: blocks 7 and 10
-    (stride 16, 80 + 112 ch) and block 14 (stride 32, 192 ch), i.e. stages 8, 11 and 15. On
+    """EfficientNet-Lite0: stage 0 = stem, stages 1-16 = its 16 MBConv blocks, stage 17 =
+    head. Default taps: stages 8 and 11 (stride 16, 80 + 112 ch) and 15 (stride 32, 192 ch). On
     Magnetic Tile Defects these beat the usual stride-8 + stride-16 pair by about 0.01 image
     AUROC with a quarter of the patches (training/README.md, experiments)."""
     if member is not None:

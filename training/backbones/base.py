@@ -88,3 +88,21 @@ class Backbone(nn.Module):
         return ", ".join(
             f"stage {t} (stride {self.strides[t]}, {self.channels[t]} ch)" for t in self.taps
         )
+
+
+class Normalise(nn.Module):
+    """uint8 NHWC -> float NCHW normalised with the backbone's mean and std, inside the graph."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        # Fold /255, mean and std into one scale and shift: x * scale + shift.
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", 1.0 / (255.0 * s))
+        self.register_buffer("shift", -m / s)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).to(torch.float32)
+        return x * self.scale + self.shift

@@ -1,4 +1,5 @@
-"""Fitting PatchCore on good images: patch features -> greedy coreset -> memory bank."""
+"""Fitting PatchCore on good images: patch features -> greedy coreset -> memory bank, and
+the anomaly model's fit step (`STEP`) for `training.train`."""
 
 from __future__ import annotations
 
@@ -9,26 +10,14 @@ import numpy as np
 import torch
 
 from training.backbones import Backbone
-from training.coreset import greedy_coreset
-from training.patchcore import PatchCore, PatchCoreConfig, PatchFeatures
+from training.config import CoresetConfig, PatchCoreConfig, TrainConfig
+from training.datasets import Sample, Splits
+from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
+from training.patchcore.coreset import greedy_coreset
+from training.patchcore.model import PatchCore, PatchFeatures
 from training.progress import batches, task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CoresetConfig:
-    """Memory-bank size: `fraction` of all training patches, capped at `max_size`.
-
-    The cap bounds inference cost (one [patches x bank] matrix product per image) whatever the
-    number of training images.
-    """
-
-    fraction: float = 0.1
-    max_size: int = 16000
-    min_size: int = 256
-    proj_dim: int = 64
-    max_candidates: int = 200_000
 
 
 @torch.no_grad()
@@ -111,3 +100,41 @@ def leave_one_out(
             maps.append(amap[:, ::map_stride, ::map_stride].numpy())
             bar.advance(part.stop - part.start)
     return np.concatenate(scores), np.concatenate(maps)
+
+
+def _good_samples(splits: Splits) -> list[Sample]:
+    return [s for s in splits.train if not s.is_defect]
+
+
+def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
+    """The anomaly model's fit step: a memory bank from the training goods."""
+    fitted = fit_patchcore(
+        backbone, data.train.pixels, config.patchcore, config.coreset, config.seed,
+        config.batch_size,
+    )
+
+    def calibration(score: ScoreFn) -> Calibration:
+        if len(data.val):
+            return validation_scores(score, data.val, data.splits, maps=True)
+        # No held-out goods: every training image, scored against the bank without its own
+        # patches (the graph's math in PyTorch; the parity check shows ONNX agrees).
+        good, maps = leave_one_out(fitted, data.train.pixels)
+        return Calibration(
+            good=good,
+            defect=None,
+            data=f"leave-one-image-out scores of the {len(data.train)} training goods of "
+            f"{data.splits.root} (each scored against the memory bank without its own patches)",
+            good_maps=maps,
+        )
+
+    model = fitted.model
+    return Fitted(
+        model=model,
+        labels=["good", "defect"],
+        what=f"PatchCore ({backbone.describe_taps()}; memory bank {model.bank_size} patches)",
+        calibration=calibration,
+        metrics={"bank_size": model.bank_size},
+    )
+
+
+STEP = FitStep(samples=_good_samples, fit=fit)

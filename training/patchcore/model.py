@@ -6,33 +6,20 @@ every patch to its nearest neighbour in the memory bank (matrix-multiply form:
 |q|^2 - 2 q.m + |m|^2, then ReduceMin) -> map upsampled to the input size and Gaussian
 smoothed -> image score from the map (its maximum, or the mean of its top fraction).
 
-Fitting (the memory bank) lives in `training.anomaly`; this module only holds the math.
+Fitting (the memory bank) lives in `training.patchcore.fit`; this module only holds the math.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from training.backbones import Backbone
-
-
-@dataclass(frozen=True)
-class PatchCoreConfig:
-    """Knobs of the PatchCore graph (the defaults are the measured best, see the note)."""
-
-    #: Side of the local-aware average pooling over patch features (1 = off).
-    pool: int = 3
-    #: Gaussian smoothing of the upsampled map, in input pixels (0 = off).
-    sigma: float = 4.0
-    #: Image score: mean of the top `score_top_fraction` of map pixels (0 = the maximum).
-    #: 10% measured best on every data set here (MTD, battery welds); parts whose defects are
-    #: tiny against the frame may prefer 0.01 or 0.
-    score_top_fraction: float = 0.1
+from training.backbones.base import Normalise
+from training.config import PatchCoreConfig
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -40,24 +27,6 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
-
-
-class Normalise(nn.Module):
-    """uint8 NHWC -> float NCHW normalised with the backbone's mean and std, inside the graph."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        # Fold /255, mean and std into one scale and shift: x * scale + shift.
-        self.scale: torch.Tensor
-        self.shift: torch.Tensor
-        self.register_buffer("scale", 1.0 / (255.0 * s))
-        self.register_buffer("shift", -m / s)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).to(torch.float32)
-        return x * self.scale + self.shift
 
 
 class PatchFeatures(nn.Module):

@@ -1,6 +1,8 @@
 """Fine-tuning the defect classifier: class-balanced sampling, augmentation, early stopping.
 
-Batch-norm statistics stay frozen (ImageNet's) and the first stages are not trained: small
+It stops on epochs and patience, never on the clock unless a time budget is set, so the same
+seed gives the same model on a busy or an idle machine. Batch-norm statistics stay frozen
+(ImageNet's) and the first stages are not trained: small
 batches on a CPU make running statistics noisy, and the early filters (edges, blobs) transfer
 as they are. Early stopping watches the validation loss and restores the best epoch.
 """
@@ -20,31 +22,14 @@ from torch import nn
 from inspector.core.errors import DatasetError
 from inspector.core.metrics import auroc as roc_auc
 from training.backbones import Backbone
-from training.classifier import DefectClassifier
+from training.classifier.model import DefectClassifier
+from training.config import ClassifierConfig, TrainConfig
+from training.datasets import Sample, Splits
+from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
 from training.images import LoadedImages
 from training.progress import task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    max_epochs: int = 20
-    #: Stop after this many epochs without a lower validation loss.
-    patience: int = 4
-    batch_size: int = 16
-    #: Images drawn (class-balanced, with replacement) per epoch (0 = the training set size):
-    #: a fixed number keeps epochs short on a CPU whatever the data set size.
-    samples_per_epoch: int = 512
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
-    #: Stages whose output stride is at most this stay frozen (Lite0: stem and blocks 0-4;
-    #: ResNet: stem, layer1, layer2): cheaper backward passes, and early filters transfer.
-    frozen_stride: int = 8
-    dropout: float = 0.2
-    augment: bool = True
-    #: Wall-clock budget; training stops after the epoch that passes it.
-    max_minutes: float = 20.0
 
 
 @dataclass
@@ -52,6 +37,8 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     stopped: str = ""
+    #: True when the wall clock, not the epochs or patience, ended the run.
+    by_time_budget: bool = False
 
 
 def label_indices(images: LoadedImages, labels: tuple[str, ...]) -> np.ndarray:
@@ -110,6 +97,7 @@ def train_classifier(
     labels: tuple[str, ...],
     config: ClassifierConfig,
     seed: int = 0,
+    batch_size: int = 16,
 ) -> tuple[DefectClassifier, History]:
     """Fine-tune a classifier over `labels` (good first) and return the best epoch's model."""
     y_train, y_val = label_indices(train, labels), label_indices(val, labels)
@@ -130,7 +118,7 @@ def train_classifier(
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = config.samples_per_epoch or len(train)
-    steps = max(1, per_epoch // config.batch_size)
+    steps = max(1, per_epoch // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.lr, total_steps=steps * config.max_epochs, pct_start=0.15
     )
@@ -144,12 +132,12 @@ def train_classifier(
         model.train()
         _bn_eval(model)
         draw = torch.multinomial(
-            weights, steps * config.batch_size, replacement=True, generator=gen
+            weights, steps * batch_size, replacement=True, generator=gen
         )
         total = 0.0
         with task(f"epoch {epoch}/{config.max_epochs}", steps) as bar:
             for step in range(steps):
-                idx = draw[step * config.batch_size : (step + 1) * config.batch_size].numpy()
+                idx = draw[step * batch_size : (step + 1) * batch_size].numpy()
                 x = torch.from_numpy(train.pixels[idx])
                 x = augment(x, gen) if config.augment else x.to(torch.float32)
                 logits, _ = model.logits_and_features(x)
@@ -160,7 +148,7 @@ def train_classifier(
                 scheduler.step()
                 total += loss.item()
                 bar.advance()
-        val_loss, val_auroc = _evaluate(model, val, y_val, config.batch_size)
+        val_loss, val_auroc = _evaluate(model, val, y_val, batch_size)
         record = {"epoch": epoch, "train_loss": total / steps, "val_loss": val_loss}
         if val_auroc is not None:
             record["val_auroc"] = val_auroc
@@ -174,10 +162,61 @@ def train_classifier(
         if bad_epochs >= config.patience:
             history.stopped = f"early stop: no better validation loss for {bad_epochs} epochs"
             break
-        if time.monotonic() - started > 60.0 * config.max_minutes:
-            history.stopped = f"time budget of {config.max_minutes} min reached"
+        budget = config.max_minutes
+        if budget is not None and time.monotonic() - started > 60.0 * budget:
+            history.stopped = f"time budget of {budget:g} min reached"
+            history.by_time_budget = True
             break
     else:
         history.stopped = "max epochs reached"
     model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
+    """The classifier's fit step: fine-tune on goods and defects, early-stop on validation."""
+    splits = data.splits
+    if not any(s.is_defect for s in splits.train):
+        raise DatasetError(
+            f"{splits.root}: no defect images to train a classifier on",
+            hint="use --kind anomaly for good-only data",
+        )
+    model, history = train_classifier(
+        backbone, data.train, data.val, splits.labels, config.classifier, config.seed,
+        config.batch_size,
+    )
+    metrics: dict[str, float | int | str | None] = {
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history.epochs),
+        "stopped": history.stopped,
+    }
+    warnings: tuple[str, ...] = ()
+    if history.by_time_budget:
+        metrics["time_budget_min"] = config.classifier.max_minutes
+        warnings = (
+            f"the classifier stopped on its time budget ({config.classifier.max_minutes:g} min, "
+            f"--set max_minutes) after {len(history.epochs)} of "
+            f"{config.classifier.max_epochs} epochs: the same seed may give another model on "
+            "a machine with another load",
+        )
+
+    def calibration(score: ScoreFn) -> Calibration:
+        # The class activation map is already P(defect)-scaled: no maps needed.
+        return validation_scores(score, data.val, splits)
+
+    labels = list(splits.labels)
+    return Fitted(
+        model=model,
+        labels=labels,
+        what=f"defect classifier over {labels} (best epoch {history.best_epoch})",
+        calibration=calibration,
+        metrics=metrics,
+        warnings=warnings,
+    )
+
+
+def _all_samples(splits: Splits) -> list[Sample]:
+    return list(splits.train)
+
+
+STEP = FitStep(samples=_all_samples, fit=fit)

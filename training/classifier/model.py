@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.backbones import Backbone
-from training.patchcore import Normalise
+from training.backbones.base import Normalise
 
 
 class DefectClassifier(nn.Module):
