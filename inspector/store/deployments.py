@@ -122,6 +122,13 @@ def previous_active(db: Database, station: str) -> ModelRef | None:
     return None
 
 
+def model_card_json(db: Database, name: str, version: str) -> str | None:
+    """The card (JSON text) recorded for a version; None when it was never registered."""
+    with db.session() as s:
+        return s.scalar(select(ModelVersion.card_json).where(
+            ModelVersion.name == name, ModelVersion.version == version))
+
+
 def model_version_path(db: Database, name: str, version: str) -> str | None:
     """Where a registered version's package lives (None when it was never registered)."""
     with db.session() as s:

@@ -9,15 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from inspector.core.errors import InvalidTextError
 from inspector.core.names import DEFECT_TYPE_RE
 from inspector.core.text import check_text
+from inspector.store import deployments, reviews
 from inspector.store import inspections as store
-from inspector.store import reviews
 from inspector.store.db import Database
-from inspector.store.models import Inspection, ModelVersion, Review
+from inspector.store.models import Inspection, Review
 from inspector.ui.session import UiSession, same_token
 from inspector.ui.web import (
     PERIODS,
@@ -48,9 +47,7 @@ def normalise_defect_type(text: str) -> str | None:
 
 def model_labels(db: Database, name: str, version: str) -> list[str]:
     """The defect classes on the model's card (generic names like 'good' left out)."""
-    with db.session() as s:
-        card_json = s.scalar(select(ModelVersion.card_json).where(
-            ModelVersion.name == name, ModelVersion.version == version))
+    card_json = deployments.model_card_json(db, name, version)
     if not card_json:
         return []
     try:

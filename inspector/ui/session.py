@@ -20,14 +20,12 @@ import os
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
-
 from inspector.settings import Settings
+from inspector.store import ui_sessions
 from inspector.store.db import Database
-from inspector.store.models import ApiKey, UiSessionRow
 
 SESSION_COOKIE = "insp_session"
 LOGIN_CSRF_COOKIE = "insp_login_csrf"
@@ -117,26 +115,16 @@ def _read_or_create(path: Path) -> bytes:
 
 
 def start_session(db: Database, session: UiSession, max_age_s: float) -> UiSession:
-    """Record a sign-in: a `ui_sessions` row under a new random id, returned in the session.
-    Rows past their expiry are swept on the way (cheap: `expires_at` is indexed)."""
-    now = datetime.now(UTC)
-    sid = secrets.token_urlsafe(32)
-    with db.session() as s:
-        s.execute(delete(UiSessionRow).where(UiSessionRow.expires_at < now))
-        s.add(UiSessionRow(id=sid, key_prefix=session.key_prefix, created_at=now,
-                           expires_at=now + timedelta(seconds=max_age_s)))
+    """Record a sign-in: a `ui_sessions` row under a new random id, returned in the session."""
+    sid = ui_sessions.create(db, session.key_prefix, max_age_s)
     return UiSession(name=session.name, role=session.role, key_prefix=session.key_prefix,
                      csrf=session.csrf, issued_at=session.issued_at, sid=sid)
 
 
 def end_session(db: Database, session: UiSession) -> None:
     """Sign-out: mark the session's row revoked (the cookie is refused from now on)."""
-    if session.sid is None:
-        return
-    with db.session() as s:
-        s.execute(update(UiSessionRow)
-                  .where(UiSessionRow.id == session.sid, UiSessionRow.revoked_at.is_(None))
-                  .values(revoked_at=datetime.now(UTC)))
+    if session.sid is not None:
+        ui_sessions.revoke(db, session.sid)
 
 
 def key_still_valid(db: Database, session: UiSession) -> bool:
@@ -144,11 +132,7 @@ def key_still_valid(db: Database, session: UiSession) -> bool:
     made with a key) that API key exists, is not revoked and keeps the same review role."""
     if session.sid is None:
         return False
-    query = (select(UiSessionRow, ApiKey)
-             .outerjoin(ApiKey, ApiKey.prefix == UiSessionRow.key_prefix)
-             .where(UiSessionRow.id == session.sid))
-    with db.session() as s:
-        found = s.execute(query).first()
+    found = ui_sessions.row_and_key(db, session.sid)
     if found is None:
         return False
     row, key = found
