@@ -4,6 +4,11 @@ the scores PyTorch gets."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,27 @@ def assert_same_scores(onnx_scores: np.ndarray, torch_scores: np.ndarray) -> Non
     """Equal up to float32 noise: 1e-3 of the largest score (the export's own tolerance)."""
     scale = float(np.abs(torch_scores).max())
     np.testing.assert_allclose(onnx_scores, torch_scores, rtol=0, atol=1e-3 * scale)
+
+
+@contextmanager
+def cpu_load() -> Iterator[None]:
+    """Every core kept busy by a spinning child process, as on a shared build machine (at a
+    lower priority, so that the test stays fast: the point is other work on the cores, which
+    changes every timing, not a slow run)."""
+    spin = "import os; os.nice(10)\nwhile True: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _test_scores(result: TrainResult, samples: list) -> np.ndarray:  # type: ignore[type-arg]
+    detector = Detector.load(result.out)
+    frames = [detector.prepare_bytes(s.path.read_bytes()) for s in samples]
+    return np.array([j.score for j in detector.infer(frames)])
 
 
 def _train_anomaly(data: Path, out: Path) -> TrainResult:
@@ -71,9 +97,12 @@ def test_anomaly_model_trains_exports_and_loads_with_pytorch_scores(
     assert outputs[1].shape == (len(test), 96, 96)
 
 
-def test_same_seed_same_model(mvtec_set: Path, anomaly_run: TrainResult, tmp_path: Path) -> None:
+def test_same_seed_same_model_under_cpu_load(
+    mvtec_set: Path, anomaly_run: TrainResult, tmp_path: Path
+) -> None:
     # 12 images x 6 x 6 patches at 96 px: the coreset picks 256 of 432, so the seed matters.
-    again = _train_anomaly(mvtec_set, tmp_path / "synth" / "1")
+    with cpu_load():
+        again = _train_anomaly(mvtec_set, tmp_path / "synth" / "1")
     first = json.loads((anomaly_run.out / "card.json").read_text())
     second = json.loads((again.out / "card.json").read_text())
     assert first["threshold"]["value"] == second["threshold"]["value"]
@@ -81,6 +110,22 @@ def test_same_seed_same_model(mvtec_set: Path, anomaly_run: TrainResult, tmp_pat
     bank, bank_again = (r.model.state_dict()["bank_t_neg2"] for r in (anomaly_run, again))
     assert 0 < bank.shape[1] < 432  # a real coreset: one column per kept patch
     assert torch.equal(bank, bank_again)  # the same memory bank, patch for patch
+    test = list(load_splits(mvtec_set, seed=3).test)
+    assert np.array_equal(_test_scores(anomaly_run, test), _test_scores(again, test))
+
+
+def test_timings_cover_every_phase_in_summary_and_card(anomaly_run: TrainResult) -> None:
+    seconds = anomaly_run.card.training.params["timings_s"]
+    phases = ("read", "fit", "export", "parity", "calibrate", "package", "evaluate")
+    assert set(seconds) == {*phases, "total"}
+    assert all(seconds[p] >= 0 for p in phases) and seconds["fit"] > 0
+    # The total is the wall clock of the whole run: at least the phases (rounding aside).
+    assert seconds["total"] >= sum(seconds[p] for p in phases) - 0.5
+    summary = "\n".join(anomaly_run.summary())
+    assert f"in {seconds['total']:.1f} s wall clock" in summary
+    for phase in phases:
+        assert f"{phase} {seconds[phase]:.1f}" in summary
+    assert "WARNING" not in summary
 
 
 def test_refuses_to_overwrite_a_package(mvtec_set: Path, tmp_path: Path) -> None:
@@ -91,20 +136,48 @@ def test_refuses_to_overwrite_a_package(mvtec_set: Path, tmp_path: Path) -> None
         train_command(data=mvtec_set, out=out)
 
 
-def test_classifier_trains_exports_and_loads(labeled_set: Path, tmp_path: Path) -> None:
-    from training.config import ClassifierConfig, TrainConfig
-    from training.train import run_training
+def _train_classifier(data: Path, out: Path, **knobs: object) -> TrainResult:
+    # Two short epochs of 32 class-balanced draws exercise the whole loop, early-stopping
+    # bookkeeping included.
+    small = {"image_size": 64, "epochs": 2, "patience": 2, "samples_per_epoch": 32}
+    return train_command(data=data, out=out, kind="classifier", **{**small, **knobs})
 
-    out = tmp_path / "models" / "cls" / "1"
-    # What train_command(kind="classifier", image_size=64, epochs=2, patience=2) builds, with
-    # 32 class-balanced draws per epoch instead of 512 (a knob train_command does not offer):
-    # two short epochs exercise the whole loop, early-stopping bookkeeping included.
-    config = TrainConfig(
-        kind="classifier",
-        image_size=64,
-        classifier=ClassifierConfig(max_epochs=2, patience=2, samples_per_epoch=32),
+
+@pytest.fixture(scope="module")
+def classifier_run(labeled_set: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    return _train_classifier(labeled_set, tmp_path_factory.mktemp("cls") / "models" / "cls" / "1")
+
+
+def test_classifier_same_seed_same_model_under_cpu_load(
+    labeled_set: Path, classifier_run: TrainResult, tmp_path: Path
+) -> None:
+    # No wall-clock budget by default: a busy machine runs the same epochs as an idle one.
+    assert classifier_run.card.training.params["classifier"]["max_minutes"] is None
+    with cpu_load():
+        again = _train_classifier(labeled_set, tmp_path / "cls" / "1")
+    assert again.card.threshold.value == classifier_run.card.threshold.value
+    assert again.card.metrics["epochs_run"] == classifier_run.card.metrics["epochs_run"]
+    test = list(load_splits(labeled_set).test)
+    assert np.array_equal(_test_scores(classifier_run, test), _test_scores(again, test))
+
+
+def test_a_time_budget_is_reported_loudly(labeled_set: Path, tmp_path: Path) -> None:
+    # A budget of 0 minutes ends the run after its first epoch.
+    result = _train_classifier(labeled_set, tmp_path / "cls" / "1", max_minutes=0, epochs=3)
+    card = result.card
+    assert card.metrics["epochs_run"] == 1 and card.metrics["time_budget_min"] == 0
+    assert "time budget" in str(card.metrics["stopped"])
+    assert "WARNING" in card.description and "time budget" in card.description
+    assert any(
+        line.startswith("WARNING: the classifier stopped on its time budget")
+        for line in result.summary()
     )
-    result = run_training(labeled_set, out, config)
+
+
+def test_classifier_trains_exports_and_loads(
+    labeled_set: Path, classifier_run: TrainResult
+) -> None:
+    result, out = classifier_run, classifier_run.out
     package, _ = load_model(out)
     card = package.card
     assert card.kind == "classifier"
