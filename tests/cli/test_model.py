@@ -118,3 +118,14 @@ def test_a_split_of_another_data_folder_is_ignored(
     _write_split(pkg, tmp_path, [], ["test/good/000.png"])
     m = json.loads(run_cli("evaluate", pkg, "--data", synth_data, "--json", "--no-report").stdout)
     assert (m["n_good"], m["n_defect"]) == (12, 18)
+
+
+def test_train_knob_errors_are_one_line_and_help_lists_the_knobs(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    proc = run_cli("train", "--data", tmp_path, "--out", tmp_path / "m" / "1",
+                   "--set", "image_size=abc")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "image_size=abc: expected an integer" in proc.stderr
+    proc = run_cli("train", "--data", tmp_path, "--out", tmp_path / "m" / "1", "--set", "help")
+    assert proc.returncode == 0, proc.stderr
+    assert "layers=null" in proc.stdout and "max_minutes=null" in proc.stdout
