@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Select, Table, insert, select, update
 
 from inspector.core.names import utcnow
 from inspector.store.db import Database, database_unavailable
@@ -148,21 +148,29 @@ class InspectionQuery:
     limit: int = 50
 
 
+def where_station_time(
+    stmt: Select[Inspection], station: str | None, since: datetime | None,
+    until: datetime | None,
+) -> Select[Inspection]:
+    """Inspections of `station` made in [since, until); each filter only when given."""
+    if station:
+        stmt = stmt.where(Inspection.station == station)
+    if since:
+        stmt = stmt.where(Inspection.created_at >= since)
+    if until:
+        stmt = stmt.where(Inspection.created_at < until)
+    return stmt
+
+
 def list_inspections(db: Database, q: InspectionQuery) -> tuple[list[Inspection], str | None]:
     """A page of inspections and the cursor for the next page (None at the end)."""
-    stmt = select(Inspection)
-    if q.station:
-        stmt = stmt.where(Inspection.station == q.station)
+    stmt = where_station_time(select(Inspection), q.station, q.since, q.until)
     if q.verdict:
         stmt = stmt.where(Inspection.verdict == q.verdict)
     if q.review == "reviewed":
         stmt = stmt.where(Inspection.review_state != "unreviewed")
     elif q.review:
         stmt = stmt.where(Inspection.review_state == q.review)
-    if q.since:
-        stmt = stmt.where(Inspection.created_at >= q.since)
-    if q.until:
-        stmt = stmt.where(Inspection.created_at < q.until)
     if q.model_name:
         stmt = stmt.where(Inspection.model_name == q.model_name)
     if q.before:

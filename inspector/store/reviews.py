@@ -13,6 +13,7 @@ from typing import Literal
 from sqlalchemy import Select, func, select
 
 from inspector.store.db import Database
+from inspector.store.inspections import where_station_time
 from inspector.store.models import Inspection, Review
 
 #: Highest queue page asked for: beyond it (or at 0 and below) the page is clamped, so a
@@ -120,13 +121,7 @@ def _queue_stmt(q: QueueQuery) -> Select[Inspection]:
         stmt = stmt.where(Inspection.review_state == "unreviewed")
     elif q.state == "reviewed":
         stmt = stmt.where(Inspection.review_state != "unreviewed")
-    if q.station:
-        stmt = stmt.where(Inspection.station == q.station)
-    if q.since:
-        stmt = stmt.where(Inspection.created_at >= q.since)
-    if q.until:
-        stmt = stmt.where(Inspection.created_at < q.until)
-    return stmt
+    return where_station_time(stmt, q.station, q.since, q.until)
 
 
 def queue_page(db: Database, q: QueueQuery, page: int, per_page: int
