@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -90,8 +91,22 @@ def test_signature_roundtrip() -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    assert all(0 < backoff_s(1) <= 1.0 for _ in range(50))
-    assert all(backoff_s(30, cap=5.0) <= 5.0 for _ in range(50))
+    """Full jitter between base/2 and base * 2**attempts: the spread of delays grows with each
+    attempt (a broker outage is not hammered), never drops below base/2 and stops at the cap."""
+    random.seed(7)
+    draws = {n: [backoff_s(n) for _ in range(400)] for n in (1, 3, 5, 8)}
+    for n, d in draws.items():
+        assert min(d) >= 0.25, n
+        assert max(d) <= 0.5 * 2**n, n
+    # The largest of 400 uniform draws sits near the ceiling: 1, 4, 16 s, then the default
+    # cap of 60 s (2**8 / 2 = 128 s would be over it).
+    assert max(draws[1]) > 0.9 and max(draws[3]) > 3.6 and max(draws[5]) > 14.0
+    assert 55.0 < max(draws[8]) <= 60.0
+    means = [sum(d) / len(d) for d in draws.values()]
+    assert means == sorted(means) and means[-1] > 10 * means[0]
+    capped = [backoff_s(30, cap=5.0) for _ in range(400)]
+    assert max(capped) <= 5.0 and max(capped) > 4.5  # the cap is reached, not exceeded
+    assert backoff_s(10**6, cap=60.0) <= 60.0  # huge attempt counts do not overflow
 
 
 def test_webhook_delivers_signed_and_retries(db: Database) -> None:
