@@ -91,6 +91,13 @@ def error_body(status: int, kind: str, message: str, hint: str | None = None) ->
     return {"error": {"status": status, "type": kind, "message": message, "hint": hint}}
 
 
+def error_response(status: int, kind: str, message: str, hint: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one JSON shape every error leaves in."""
+    return JSONResponse(error_body(status, kind, message, hint), status_code=status,
+                        headers=headers)
+
+
 def _db_retry_after(request: Request) -> int:
     services = getattr(request.app.state, "services", None)
     settings = getattr(services, "settings", None)
@@ -125,11 +132,8 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
             warn_unavailable(request, exc)
         elif exc.status_code >= 500 and not isinstance(exc, ServerBusyError):
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            error_body(exc.status_code, type(exc).__name__, exc.message, exc.hint),
-            status_code=exc.status_code,
-            headers=_headers(request, exc),
-        )
+        return error_response(exc.status_code, type(exc).__name__, exc.message, exc.hint,
+                              _headers(request, exc))
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
@@ -137,13 +141,11 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
             return _internal(request, exc)
         count(503)
         warn_db(request, exc)
-        return JSONResponse(
-            error_body(503, "DatabaseUnavailableError",
-                       "the database is unavailable; nothing was changed by this request",
-                       "retry after the Retry-After seconds; check the database (see /readyz)"),
-            status_code=503,
-            headers={"Retry-After": str(_db_retry_after(request))},
-        )
+        return error_response(
+            503, "DatabaseUnavailableError",
+            "the database is unavailable; nothing was changed by this request",
+            "retry after the Retry-After seconds; check the database (see /readyz)",
+            {"Retry-After": str(_db_retry_after(request))})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,32 +154,23 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[int], None] | None 
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
             for err in exc.errors()
         )
-        return JSONResponse(
-            error_body(422, "ValidationError", f"invalid request: {problems}",
-                       "see /docs for the parameters this endpoint takes"),
-            status_code=422,
-        )
+        return error_response(422, "ValidationError", f"invalid request: {problems}",
+                              "see /docs for the parameters this endpoint takes")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         count(exc.status_code)
         hint = "see /docs for the API" if exc.status_code in (404, 405) else None
-        return JSONResponse(
-            error_body(exc.status_code, "HTTPError", str(exc.detail), hint),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return error_response(exc.status_code, "HTTPError", str(exc.detail), hint,
+                              getattr(exc, "headers", None))
 
     def _internal(request: Request, exc: BaseException) -> JSONResponse:
         count(500)
         ref = uuid.uuid4().hex[:12]
         log.error("unhandled error ref=%s on %s %s", ref, request.method, request.url.path,
                   exc_info=exc)
-        return JSONResponse(
-            error_body(500, "InternalError", f"internal error (log reference {ref})",
-                       "this is a bug: report it with the log reference"),
-            status_code=500,
-        )
+        return error_response(500, "InternalError", f"internal error (log reference {ref})",
+                              "this is a bug: report it with the log reference")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
