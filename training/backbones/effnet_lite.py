@@ -112,19 +112,11 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(head, num_classes)
         self.stage_channels = [s[4] for s in stages]
 
-    def forward_blocks(self, x: torch.Tensor, upto: int) -> list[torch.Tensor]:
-        """Outputs of blocks 0..upto (inclusive), for feature extraction."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        outs = []
-        for i, block in enumerate(self._blocks):
-            if i > upto:
-                break
-            x = block(x)
-            outs.append(x)
-        return outs
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_blocks(x, len(self._blocks) - 1)[-1]
+        """The head's feature map (feature extraction taps the stages: see base.Backbone)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
