@@ -59,7 +59,8 @@ class ThresholdSpec(_Strict):
 
 
 class HeatmapSpec(_Strict):
-    """Maps raw anomaly-map values onto the colour scale: vmin -> blue, vmax -> red."""
+    """Maps raw anomaly-map values onto the colour scale: vmin -> blue, vmax -> red; a frame
+    whose map peaks above vmax is stretched so its peak is red (`core.heatmap.frame_scale`)."""
 
     vmin: float = 0.0
     vmax: float = 1.0

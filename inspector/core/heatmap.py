@@ -1,4 +1,24 @@
-"""Anomaly heatmaps as a colour overlay on the original frame."""
+"""Anomaly heatmaps as a colour overlay on the original frame.
+
+Colour scale, per frame: blue at the card's `heatmap.vmin` (the median good pixel), red at the
+larger of the card's `heatmap.vmax` and the frame's own peak. So
+
+- a frame whose map stays below `vmax` (a good part) is drawn on the card's fixed scale: its
+  noise stays blue-green and never lights up, and two good frames compare colour for colour;
+- a frame whose map rises above `vmax` is stretched until its most anomalous region, and only
+  that region, is red. The card's range is the floor of the scale, never the ceiling.
+
+Why not the fixed card scale alone: it saturates. A small model (the demo's, trained in seconds)
+or a large defect lifts the whole map of a failed frame above `vmax` (the defect's features
+reach every patch through the backbone's receptive field), and a fixed scale then paints the
+frame one uniform red that says "bad" but not where. Why not a scale calibrated on validation
+defects at training time: anomaly models train on goods only and most data sets have few or no
+defects to calibrate on, and a fixed scale from any data still saturates on a defect stronger
+than those seen. The rule above needs nothing but the map in hand, keeps the card's meaning for
+good frames, and is continuous (a frame just above `vmax` looks as it did before). What it
+gives up: across two failed frames, red means "this frame's worst", not one absolute value; the
+score and threshold beside the frame carry the absolute figure.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +46,19 @@ def bounded_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, min(max_side, round(width * scale))), max(1, min(max_side, round(height * scale)))
 
 
+def frame_scale(amap: np.ndarray, spec: HeatmapSpec) -> tuple[float, float]:
+    """(low, high) of the colour scale for one map: (vmin, max(vmax, the map's peak)); see the
+    module docstring. Non-finite values are ignored."""
+    finite = amap[np.isfinite(amap)]
+    peak = float(finite.max()) if finite.size else spec.vmax
+    return spec.vmin, max(spec.vmax, peak)
+
+
 def colorize(amap: np.ndarray, spec: HeatmapSpec) -> np.ndarray:
-    """Map anomaly values to RGB with the card's scale: vmin -> blue, vmax -> red."""
-    norm = (amap.astype(np.float32) - spec.vmin) / (spec.vmax - spec.vmin)
+    """Map anomaly values to RGB (COLORMAP_JET) on the frame's scale (`frame_scale`): vmin ->
+    blue, the larger of vmax and the map's peak -> red."""
+    low, high = frame_scale(amap, spec)
+    norm = (amap.astype(np.float32) - low) / (high - low)
     gray = np.clip(norm * 255.0, 0, 255).astype(np.uint8)
     bgr = cv2.applyColorMap(gray, cv2.COLORMAP_JET)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
