@@ -15,7 +15,7 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(
-        "--data-dir", help="Folder for the data set, model, database and images.")] = Path(
+        "--data-dir", help="Folder for the data set, model, database, keys and images.")] = Path(
         "inspector-demo"),
     frames: Annotated[int, typer.Option(help="Frames to post once the server is up.",
                                         min=0)] = 24,
@@ -26,7 +26,9 @@ def demo(
     Needs the training extra (pip install -e ".\\[train]").
 
     A first run takes well under a minute on 2 CPU cores; a second run in the same --data-dir
-    reuses the data set and model and starts in seconds.
+    reuses the data set, model, keys (DIR/demo-keys.json) and posted frames and starts in
+    seconds. DIR holds the database where --data-dir puts it for every command:
+    `inspector keys create --role reviewer --data-dir DIR` makes a key the demo accepts.
 
     Examples:
 
