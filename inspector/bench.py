@@ -41,9 +41,61 @@ class Result:
     p99_ms: float | None = None
     errors: int = 0
     error_statuses: dict[str, int] = field(default_factory=dict)
+    #: status -> the first answer's message for it (the server's error message and hint, or
+    #: the connection error), so a failed run says why.
+    error_messages: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def failures(self) -> str:
+        """`401 x200 (unknown or revoked API key), ...`, most frequent first."""
+        return ", ".join(
+            f"{status} x{n}" + (f" ({self.error_messages[status]})"
+                                if self.error_messages.get(status) else "")
+            for status, n in sorted(self.error_statuses.items(), key=lambda kv: -kv[1]))
+
+
+#: What to do about a server run whose requests all failed with this status.
+FAILURE_HINTS = {
+    "401": "pass a camera key with --key or INSPECTOR_KEY (inspector keys create --role camera)",
+    "403": "use a camera key allowed to post for this station",
+    "404": "pass --station with a station the server serves",
+    "413": "the images are larger than the server accepts: use smaller ones",
+    "415": "pass image files the server can decode",
+    "503": "the server is not ready or is overloaded: check /readyz, or use fewer --clients",
+    "ConnectionRefusedError": "is the server running at that URL?",
+}
+
+
+def failure_hint(result: Result) -> str:
+    top = max(result.error_statuses.items(), key=lambda kv: kv[1], default=("", 0))[0]
+    return FAILURE_HINTS.get(top, "see the server's log")
+
+
+def error_message(body: bytes) -> str:
+    """The message (and hint) of the server's error body, or "" when it has none."""
+    import json
+
+    try:
+        err = json.loads(body)["error"]
+        return str(err["message"]) + (f"; {err['hint']}" if err.get("hint") else "")
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def server_station(url: str, key: str | None) -> str | None:
+    """The first station the server maps a model to, when the key may read `/v1/models`
+    (reviewer, admin, or auth off); None otherwise."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        r = httpx.get(f"{url.rstrip('/')}/v1/models", headers=headers, timeout=10)
+        stations = r.json().get("stations") if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return min(stations) if isinstance(stations, dict) and stations else None
 
 
 def load_images(paths: list[Path], limit: int = 200) -> list[bytes]:
@@ -142,8 +194,8 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, target: str, ctype: str, body: bytes) -> int:
-        """Send one request; returns the status (the body is read and dropped)."""
+    async def post(self, target: str, ctype: str, body: bytes) -> tuple[int, bytes]:
+        """Send one request; returns the status and the answer's body."""
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         request = (f"POST {target} HTTP/1.1\r\nContent-Type: {ctype}\r\n"
@@ -159,17 +211,18 @@ class _Connection:
         status = int(lines[0].split(" ", 2)[1])
         headers = {k.strip().lower(): v.strip()
                    for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        answer = b""
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 size = int((await self.reader.readline()).split(b";")[0], 16)
-                await self.reader.readexactly(size + 2)
+                answer += (await self.reader.readexactly(size + 2))[:size]
                 if size == 0:
                     break
         else:
-            await self.reader.readexactly(int(headers.get("content-length", "0")))
+            answer = await self.reader.readexactly(int(headers.get("content-length", "0")))
         if headers.get("connection", "").lower() == "close":
             await self.close()
-        return status
+        return status, answer
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -192,6 +245,7 @@ async def _bench_server(
     types = [_CONTENT_TYPES.get(probe(b).format, "application/octet-stream") for b in blobs]
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    messages: dict[str, str] = {}
     path = f"{parsed.path}/v1/inspect?station={quote(station)}&part_id=bench-"
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup_s
@@ -205,10 +259,14 @@ async def _bench_server(
                 n = i % len(blobs)
                 t0 = time.perf_counter()
                 try:
-                    status = str(await asyncio.wait_for(
-                        conn.post(f"{path}{i}", types[n], blobs[n]), timeout=60.0))
+                    code, answer = await asyncio.wait_for(
+                        conn.post(f"{path}{i}", types[n], blobs[n]), timeout=60.0)
+                    status = str(code)
+                    if code != 200 and status not in messages:
+                        messages[status] = error_message(answer)
                 except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
                     status = type(exc).__name__
+                    messages.setdefault(status, getattr(exc, "strerror", None) or str(exc))
                     await conn.close()
                     await asyncio.sleep(0.05)  # no busy loop against a server that is down
                 ms = (time.perf_counter() - t0) * 1000
@@ -225,7 +283,7 @@ async def _bench_server(
     errors = {k: v for k, v in statuses.items() if k != "200"}
     p50, p95, p99 = percentiles(latencies) if latencies else (float("nan"),) * 3
     return Result(f"server, {clients} clients", ok, seconds, ok / seconds, p50, p95, p99,
-                  sum(errors.values()), errors)
+                  sum(errors.values()), errors, {k: messages.get(k, "") for k in errors})
 
 
 def bench_server(

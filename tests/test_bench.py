@@ -27,3 +27,13 @@ def test_server_bench_counts_connection_failures() -> None:
     assert r.images == 0 and r.errors > 0 and "ConnectionRefusedError" in r.error_statuses
     with pytest.raises(ValueError, match="http://"):
         bench_server("https://example.invalid", [good_frame()], seconds=0.1)
+
+
+def test_failures_name_each_status_with_its_count_and_reason() -> None:
+    from inspector.bench import Result, failure_hint
+
+    r = Result("server, 2 clients", 10, 1.0, 10.0, errors=5,
+               error_statuses={"503": 1, "401": 4},
+               error_messages={"401": "unknown or revoked API key", "503": ""})
+    assert r.failures() == "401 x4 (unknown or revoked API key), 503 x1"
+    assert "--key" in failure_hint(r)

@@ -23,7 +23,10 @@ def bench(
     server: Annotated[str | None, typer.Option(help="URL of a running server.")] = None,
     clients: Annotated[int, typer.Option(help="Concurrent clients against the server.")] = 8,
     seconds: Annotated[float, typer.Option(help="Measuring time per run.")] = 15.0,
-    station: Annotated[str, typer.Option(help="Station to post to.")] = "bench",
+    station: Annotated[str | None, typer.Option(
+        help="Station to post to (default: the first one the server maps, when the key may "
+             "read /v1/models; else 'bench', which a server with one model and no station "
+             "mapping answers).")] = None,
     key: Annotated[str | None, typer.Option(
         help="API key (camera).", envvar="INSPECTOR_KEY")] = None,
     providers: Annotated[str, typer.Option(help="auto, cpu, cuda (in-process).")] = "auto",
@@ -65,8 +68,23 @@ def bench(
                                               workers=plan.workers,
                                               intra_op_threads=plan.intra_op_threads))
     if server is not None:
-        console.print(f"server {server}, {clients} clients, {seconds:.0f} s ...")
-        results.append(b.bench_server(server, blobs, clients, seconds, station, key))
+        station = station or b.server_station(server, key) or "bench"
+        console.print(f"server {server}, station {station}, {clients} clients, "
+                      f"{seconds:.0f} s ...", highlight=False, markup=False)
+        try:
+            run = b.bench_server(server, blobs, clients, seconds, station, key)
+        except ValueError as exc:
+            raise fail(exc) from exc
+        total = run.images + run.errors
+        if run.images == 0:
+            what = f"all {total} requests failed: {run.failures()}" if total else (
+                "no request was answered within the measuring time")
+            raise fail(f"server bench at {server} (station {station}): {what}", code=1,
+                       hint=b.failure_hint(run))
+        if run.errors:
+            console.print(f"note: {run.errors} of {total} requests failed: {run.failures()}",
+                          highlight=False, markup=False)
+        results.append(run)
     best_local = max((r.images_per_s for r in results if r.name.startswith("in-")), default=None)
     remote = next((r for r in results if r.name.startswith("server")), None)
     ratio = remote.images_per_s / best_local if remote and best_local else None

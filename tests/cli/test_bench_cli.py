@@ -1,0 +1,71 @@
+"""`inspector bench --server` against a real `inspector serve`: a run in which every request
+fails exits 1 with one line naming the failure; the default station is one the server maps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.model_factory import make_package, part_image
+from tests.server.harness import ServerProcess, base_env, create_key, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    import cv2
+
+    root = tmp_path_factory.mktemp("bench")
+    make_package(root / "models", name="tiny", version="1")
+    frames = root / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.png"), part_image())
+    env = base_env(root / "data", INSPECTOR_STATIONS='{"press-1": "tiny:1"}')
+    with ServerProcess(env, root / "models", root / "server.log") as srv:
+        yield srv, frames
+
+
+def _bench(srv: ServerProcess, frames: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return run_cli(["bench", "--server", srv.url, "--images", str(frames), "--clients", "2",
+                    "--seconds", "0.5", *extra], srv.env, check=False)
+
+
+def test_all_requests_unauthorised_exit_1_with_the_reason(
+        server: tuple[ServerProcess, Path]) -> None:
+    srv, frames = server
+    r = _bench(srv, frames, "--key", "insp_00000000_nope")
+    assert r.returncode == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert "requests failed: 401" in errors[0] and "--key" in errors[0]
+
+
+def test_unknown_station_exit_1_naming_the_server_stations(
+        server: tuple[ServerProcess, Path]) -> None:
+    srv, frames = server
+    key = create_key(srv.env, "camera")
+    r = _bench(srv, frames, "--key", key, "--station", "nowhere")
+    assert r.returncode == 1, r.stderr
+    assert "requests failed: 404" in r.stderr and "press-1" in r.stderr, r.stderr
+
+
+def test_default_station_is_one_the_server_serves(server: tuple[ServerProcess, Path]) -> None:
+    srv, frames = server
+    key = create_key(srv.env, "admin")  # may read /v1/models (and post)
+    r = _bench(srv, frames, "--key", key, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "station press-1" in r.stderr
+
+
+def test_no_server_exit_1(tmp_path: Path) -> None:
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), part_image())
+    r = run_cli(["bench", "--server", f"http://127.0.0.1:{free_port()}", "--images",
+                 str(tmp_path), "--clients", "1", "--seconds", "0.3", "--station", "s1"],
+                base_env(tmp_path / "data"), check=False)
+    assert r.returncode == 1, r.stderr
+    assert "ConnectionRefusedError" in r.stderr and "server running" in r.stderr
