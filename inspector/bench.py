@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import cv2
 import numpy as np
 
-from inspector.core.datasets import IMAGE_SUFFIXES
+from inspector.core.datasets import walk_images
 from inspector.core.images import probe
 
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp",
@@ -99,13 +99,9 @@ def server_station(url: str, key: str | None) -> str | None:
 
 
 def load_images(paths: list[Path], limit: int = 200) -> list[bytes]:
-    """Image files (folders expanded recursively), at most `limit`."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+    """Image files (folders expanded recursively, through symlinked folders), at most
+    `limit`."""
+    files = [f for f in walk_images(paths) if f.is_file()]
     return [f.read_bytes() for f in files[:limit]]
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from inspector.cli.errors import error_line, fail
-from inspector.core.datasets import IMAGE_SUFFIXES
+from inspector.core.datasets import walk_images
 from inspector.core.errors import InspectorError
 
 if TYPE_CHECKING:
@@ -36,14 +36,9 @@ def load_detector(model_dir: Path, providers: str = "auto") -> Detector:
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
-    """Files as given, folders expanded (recursively) to their image files, sorted."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
+    """Files as given, folders expanded (recursively, through symlinked folders) to their
+    image files, sorted."""
+    return walk_images(paths)
 
 
 def inspect(

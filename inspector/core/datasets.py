@@ -7,8 +7,10 @@ Labeled:    good/, <defect_type>/ (split here: stratified, seeded)
 
 from __future__ import annotations
 
+import os
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,30 @@ def list_images(folder: Path) -> list[Path]:
         for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def walk_images(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; folders expanded recursively to their image files (hidden ones
+    skipped), sorted per folder. Symlinked folders are followed (Path.rglob does not before
+    Python 3.13), each real folder once, so a link back up the tree cannot loop."""
+    out: list[Path] = []
+    for p in paths:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        seen: set[tuple[int, int]] = set()
+        found: list[Path] = []
+        for top, dirs, files in os.walk(p, followlinks=True):
+            st = os.stat(top)
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [Path(top) / f for f in files
+                      if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
+        out += sorted(f for f in found if f.is_file())
+    return out
 
 
 def _mask_for(root: Path, defect: str, image: Path) -> Path | None:
