@@ -6,7 +6,9 @@ the exported ONNX model through inspector.core and need no torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -54,12 +56,18 @@ def evaluate_cmd(
     data: DataDir,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     batch: Annotated[int, typer.Option(help="Batch size (1 gives per-frame latency).")] = 1,
-    report: Annotated[bool, typer.Option(help="Write plots to the package's report/.")] = True,
+    report: Annotated[bool, typer.Option(
+        help="Write plots and metrics.json (see --report-dir).")] = True,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report-dir", help="Folder for the plots; default: the package's report/ when "
+        "this is the data it was trained on, else report-<data folder name>/ beside it.")] = None,
 ) -> None:
     """Evaluate a package on the data set's test split, exactly as the server runs it.
 
     When the package was trained on this data folder, the test files are those its
-    report/split.json held out (a classifier trains on part of test/<defect_type>).
+    report/split.json held out (a classifier trains on part of test/<defect_type>), and the
+    plots replace report/. On other data they go to <package>/report-<data folder name>/, so
+    report/ keeps agreeing with the card.
 
     Example: inspector evaluate models/mtd/1 --data ../shared/data/mtd --json
     """
@@ -70,10 +78,15 @@ def evaluate_cmd(
     result = _score(detector, samples, "evaluating", batch, quiet=as_json)
     metrics = result.metrics
     if report:
+        out = report_dir or _report_folder(detector, ds)
+        if out != detector.package.report_dir and report_dir is None:
+            typer.echo(f"note: {data} is not the data this package was trained on "
+                       f"({detector.card.training.data}): plots go to {out}, report/ is left "
+                       "as the card describes it", err=True)
         try:
             from inspector.report import write_report
 
-            write_report(detector, result, detector.package.report_dir)
+            write_report(detector, result, out)
         except ModuleNotFoundError as exc:
             typer.echo(
                 f"note: report plots skipped ({exc.name} missing; install [train])", err=True
@@ -84,6 +97,27 @@ def evaluate_cmd(
     for key, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else value
         print(f"{key:>22}: {shown}")
+
+
+def trained_on(detector: Detector, ds: Dataset) -> bool:
+    """Whether `ds` is the data the package was trained on (its card's training data or its
+    split file's root); a package that records neither counts as such (nothing to
+    contradict)."""
+    roots = [detector.card.training.data]
+    split = detector.package.report_dir / SPLIT_FILE
+    if split.is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError, AttributeError):
+            roots.append(json.loads(split.read_text(encoding="utf-8")).get("root"))
+    known = [Path(r).resolve() for r in roots if isinstance(r, str) and r]
+    return not known or ds.root.resolve() in known
+
+
+def _report_folder(detector: Detector, ds: Dataset) -> Path:
+    """report/ for the training data, else report-<data folder name>/ beside it."""
+    if trained_on(detector, ds):
+        return detector.package.report_dir
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.resolve().name).strip("-.") or "data"
+    return detector.package.report_dir.with_name(f"report-{name}")
 
 
 def calibrate_cmd(

@@ -129,3 +129,30 @@ def test_train_knob_errors_are_one_line_and_help_lists_the_knobs(tmp_path: Path)
     proc = run_cli("train", "--data", tmp_path, "--out", tmp_path / "m" / "1", "--set", "help")
     assert proc.returncode == 0, proc.stderr
     assert "layers=null" in proc.stdout and "max_minutes=null" in proc.stdout
+
+
+def test_evaluate_on_other_data_leaves_the_package_report_alone(
+        synth_data: Path, models_root: Path, tmp_path: Path) -> None:
+    from inspector.core.card import Provenance
+
+    trained_on = tmp_path / "line-3-parts"
+    pkg = make_package(models_root, width=64, height=64,
+                       card_overrides={"training": Provenance(data=str(trained_on))})
+    (pkg / "report" / "metrics.json").write_text('{"image_auroc": 0.99}')
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert (pkg / "report" / "metrics.json").read_text() == '{"image_auroc": 0.99}'
+    assert not (pkg / "report" / "roc.png").exists()
+    other = pkg / f"report-{synth_data.name}"
+    assert (other / "roc.png").stat().st_size > 1000
+    assert f"plots go to {other}" in " ".join(proc.stderr.split())
+
+    chosen = tmp_path / "mine"
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json", "--report-dir", chosen)
+    assert proc.returncode == 0 and (chosen / "roc.png").is_file()
+
+    # On the data it was trained on, report/ is the place.
+    same = make_package(models_root, name="same", width=64, height=64,
+                        card_overrides={"training": Provenance(data=str(synth_data))})
+    assert run_cli("evaluate", same, "--data", synth_data, "--json").returncode == 0
+    assert (same / "report" / "roc.png").is_file()
