@@ -311,7 +311,7 @@ def run_demo(cfg: DemoConfig) -> None:
                                            log_config=None, access_log=False,
                                            timeout_graceful_shutdown=5,
                                            **server_options(settings)))
-    console.print(f"[3/4] starting the server on {cfg.url}")
+    console.print(f"[3/4] starting the server on {escape(cfg.url)}")
 
     def when_up() -> None:
         while not server.started:

@@ -134,9 +134,9 @@ def export_cmd(
         return
     console = Console()
     for folder, n in result.counts.items():
-        console.print(f"{n:6d}  {out / folder}", highlight=False)
+        console.print(f"{n:6d}  {out / folder}", highlight=False, markup=False)
     console.print(f"{len(result.items)} images, manifest in {out / 'manifest.json'}",
-                  highlight=False)
+                  highlight=False, markup=False)
     if result.missing:
         console.print(f"{len(result.missing)} chosen inspection(s) had no stored frame "
                       "(retention removed it, or it was a pass not sampled)", highlight=False)

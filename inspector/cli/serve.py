@@ -108,7 +108,7 @@ def keys_create(
     info, key = create_key(_database(config, data_dir, database_url), role, name, stations)
     scope = f" for station(s) {', '.join(info.stations)}" if info.stations else ""
     console.print(f"created {info.role} key {info.prefix} ({info.name}){scope}; store it now, "
-                  "it is not shown again", highlight=False)
+                  "it is not shown again", highlight=False, markup=False)
     print(key)
 
 
@@ -134,4 +134,4 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (se
 
     if not revoke_key(_database(config, data_dir, database_url), prefix):
         raise fail(f"no key with prefix {prefix}", code=1)
-    console.print(f"revoked {prefix}")
+    console.print(f"revoked {prefix}", markup=False)
