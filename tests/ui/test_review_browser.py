@@ -1,13 +1,12 @@
 """A reviewer in a real browser: sign in, review three flagged parts with the keyboard, and
 find the labels in the database. Chromium at /usr/bin/chromium, driven by Playwright.
 
-INSPECTOR_SCREENSHOTS=1 also writes the pages to docs/screenshots/ for the README.
+The README's screenshots come from the real demo instead: tests/ui/demo_screenshots.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
+#: Where the README's screenshots live (tests/ui/demo_screenshots.py writes them).
 SHOTS = REPO / "docs" / "screenshots"
 
 pytestmark = [
@@ -50,13 +50,6 @@ def page() -> Iterator[Page]:
             yield context.new_page()
         finally:
             browser.close()
-
-
-def shot(page: Page, name: str, full_page: bool = False) -> None:
-    if os.environ.get("INSPECTOR_SCREENSHOTS") == "1":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.wait_for_load_state("networkidle")
-        page.screenshot(path=str(SHOTS / name), full_page=full_page)
 
 
 def populate(live: Live) -> list[str]:
@@ -92,7 +85,6 @@ def test_sign_in_and_review_three_parts_by_keyboard(ui_sqlite: Live, page: Page)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/ui/")
     assert page.locator("[data-testid=queue-row]").count() > 0
-    shot(page, "review-queue.png")
 
     page.goto(f"{live.url}/ui/?station=press-1")
     queue_text = page.inner_text("[data-testid=queue-count]")
@@ -111,7 +103,6 @@ def test_sign_in_and_review_three_parts_by_keyboard(ui_sqlite: Live, page: Page)
 
     page.keyboard.press("1")  # 1 = scratch (the type used before)
     assert page.is_checked("input[name=defect_type][value=scratch]")
-    shot(page, "review-part.png")
     with page.expect_navigation():
         page.keyboard.press("d")
     second = current_id(page)
@@ -153,7 +144,6 @@ def test_sign_in_and_review_three_parts_by_keyboard(ui_sqlite: Live, page: Page)
     page.goto(f"{live.url}/ui/stations/press-1")
     assert page.get_attribute("[data-metric=frr]", "data-value") == "0.25"  # 1 of 4 overturned
     assert page.is_visible("[data-testid=drift-chart] svg")
-    shot(page, "station.png")
 
     page.click("[data-testid=sign-out]")
     page.wait_for_url("**/ui/login")
