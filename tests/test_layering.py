@@ -32,11 +32,12 @@ ALLOWED: dict[str, set[str]] = {
     "ui": {"server", "lifecycle", "store", "core", "settings"},
     "app": {"server", "ui", "lifecycle", "publish", "store", "core", "settings"},
     "synth": set(),
+    "progress": set(),
     "evaluation": {"core"},
     "report": {"evaluation", "core"},
     "bench": {"core"},
     "demo": {"app", "server", "synth", "store", "core", "settings"},
-    "cli": {"app", "demo", "bench", "synth", "evaluation", "report", "server", "ui",
+    "cli": {"app", "demo", "bench", "synth", "progress", "evaluation", "report", "server", "ui",
             "lifecycle", "publish", "store", "core", "settings"},
 }
 

@@ -17,8 +17,8 @@ from inspector.core.card import InputSpec
 from inspector.core.errors import DatasetError, ImageDecodeError
 from inspector.core.images import decode, probe
 from inspector.core.preprocess import prepare
+from inspector.progress import track
 from training.datasets import Sample
-from training.progress import track
 
 log = logging.getLogger(__name__)
 

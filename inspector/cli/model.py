@@ -41,14 +41,14 @@ def _load(model_dir: Path, data: Path) -> tuple[Detector, Dataset]:
 def _score(
     detector: Detector, samples: list[Sample], what: str, batch: int, quiet: bool = False
 ) -> EvalResult:
-    """Run `evaluate` behind a progress bar."""
-    from rich.progress import Progress
-
+    """Run `evaluate` with progress on stderr (a bar on a terminal, plain lines elsewhere)."""
     from inspector.evaluation import evaluate
+    from inspector.progress import task
 
-    with Progress(transient=True, disable=quiet) as bar:
-        task = bar.add_task(what, total=len(samples))
-        return evaluate(detector, samples, batch=batch, progress=lambda n: bar.advance(task, n))
+    if quiet:
+        return evaluate(detector, samples, batch=batch)
+    with task(what, len(samples)) as bar:
+        return evaluate(detector, samples, batch=batch, progress=bar.advance)
 
 
 def evaluate_cmd(

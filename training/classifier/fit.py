@@ -21,13 +21,13 @@ from torch import nn
 
 from inspector.core.errors import DatasetError
 from inspector.core.metrics import auroc as roc_auc
+from inspector.progress import task
 from training.backbones import Backbone
 from training.classifier.model import DefectClassifier
 from training.config import ClassifierConfig, TrainConfig
 from training.datasets import Sample, Splits
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
 from training.images import LoadedImages
-from training.progress import task
 
 log = logging.getLogger(__name__)
 

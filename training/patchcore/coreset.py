@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.progress import task
+from inspector.progress import task
 
 
 def greedy_coreset(

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from inspector.progress import batches, task
 from training.backbones import Backbone
 from training.config import CoresetConfig, PatchCoreConfig, TrainConfig
 from training.datasets import Sample, Splits
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
 from training.patchcore.coreset import greedy_coreset
 from training.patchcore.model import PatchCore, PatchFeatures
-from training.progress import batches, task
 
 log = logging.getLogger(__name__)
 

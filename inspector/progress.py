@@ -1,4 +1,4 @@
-"""Progress for the long steps (feature extraction, coreset selection, epochs).
+"""Progress for the long steps (feature extraction, coreset selection, epochs, evaluation).
 
 On a terminal, rich draws bars. Anywhere else (logs piped to a file, CI) plain lines go to
 stderr instead, one per tenth of a step or per 30 s, whichever comes first, and one at the

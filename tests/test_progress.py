@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from training import progress
-from training.progress import PlainBar, task, track
+from inspector import progress
+from inspector.progress import PlainBar, task, track
 
 
 def test_plain_lines_every_tenth_with_step_elapsed_and_eta(
