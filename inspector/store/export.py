@@ -176,8 +176,11 @@ def write_export(
     for a non-empty `out`."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(out)
+    # A link to an empty folder (on another volume, say) is written through: the export is
+    # staged beside the link's target and renamed into place there.
+    dest = out.resolve() if out.is_symlink() else out
     planned, missing = plan_export(db, q)
-    tmp = out.parent / f".{out.name}.partial"
+    tmp = dest.parent / f".{dest.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     items: list[ExportItem] = []
@@ -195,9 +198,9 @@ def write_export(
                 progress(1)
         counts = dict(sorted(Counter(i.file.split("/", 1)[0] for i in items).items()))
         _write_manifests(tmp, q, items, counts, missing)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
+        if dest.exists():
+            dest.rmdir()
+        tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -113,7 +113,7 @@ def test_export_layout_manifest_and_bytes(db: Database, scene: dict[str, Any],
 
     with pytest.raises(FileExistsError):
         write_export(db, art, q, out)
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.rglob(".*partial"))  # the staging folder is gone
 
 
 def test_folder_names_never_come_from_free_text() -> None:
@@ -162,3 +162,22 @@ def _app() -> typer.Typer:
     app = typer.Typer()
     app.command()(export_cmd)
     return app
+
+
+def test_export_through_symlinks(db: Database, scene: dict[str, Any], tmp_path: Path) -> None:
+    """A data folder reached through a link (the artifacts live on another volume) and an
+    export target that is a link to an empty folder: the export lands in the link's target."""
+    real_art = scene["art"].root
+    linked_art = tmp_path / "linked-artifacts"
+    linked_art.symlink_to(real_art, target_is_directory=True)
+    target = tmp_path / "volume" / "exports"
+    target.mkdir(parents=True)
+    out = tmp_path / "export-link"
+    out.symlink_to(target, target_is_directory=True)
+    q = ExportQuery(since=NOW - timedelta(days=1), station="s1", sample_passes=0, seed=1)
+    result = write_export(db, ArtifactStore(linked_art), q, out)
+    assert out.is_symlink() and out.resolve() == target.resolve()
+    written = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert "manifest.json" in written and f"scratch/{scene['r']['scratch'].id}.png" in written
+    assert result.counts["scratch"] == 1
+    assert not list(tmp_path.rglob(".*partial"))  # the staging folder is gone
