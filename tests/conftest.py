@@ -66,3 +66,17 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.migrate()
         yield database
         database.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo folder with the demo's synthetic data set and its trained model, made once per
+    test run by the demo's own steps (`inspector.demo`); `inspector demo --data-dir` on a copy
+    reuses both."""
+    pytest.importorskip("torch", reason="training the demo model needs the [train] extra")
+    from inspector.demo import DemoConfig, make_dataset, train_model
+
+    cfg = DemoConfig(data_dir=tmp_path_factory.mktemp("demo-shared"))
+    make_dataset(cfg)
+    train_model(cfg)
+    return cfg.data_dir

@@ -3,12 +3,13 @@ server restart, and not one acknowledged verdict lost: every one is in the datab
 arrives on MQTT (from the outbox, which lives in the same database).
 
 A private PostgreSQL cluster (tests/pg_cluster.py) is crashed with `pg_ctl stop -m immediate`
-while 8 cameras keep posting, kept down ~20 s (longer than the 10 s API-key cache, so key
-lookups hit the dead database too), then started again.
+while 8 cameras keep posting, kept down 12 s by default and 20 s in the drill (longer than
+the 10 s API-key cache, so key lookups hit the dead database too), then started again.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from tests.ui.conftest import form_token
 pytestmark = [pytest.mark.postgres, pytest.mark.mqtt, pytest.mark.slow]
 
 RETRY_AFTER = "3"
-DOWN_S = 20.0
+#: Down longer than the 10 s API-key cache. The issue's drill (20 s):
+#: `INSPECTOR_DRILL_DB_DOWN_S=20 python -m pytest tests/server/test_db_outage.py -s`.
+DOWN_S = max(12.0, float(os.environ.get("INSPECTOR_DRILL_DB_DOWN_S", "12")))
 
 
 class Cameras:

@@ -4,6 +4,8 @@ through the colour map and compared with the painted defect's mask."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -31,9 +33,9 @@ def scale_position(colour: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoConfig, Detector]:
-    cfg = DemoConfig(data_dir=tmp_path_factory.mktemp("demo"))
-    make_dataset(cfg)
+def demo(demo_folder: Path) -> tuple[DemoConfig, Detector]:
+    cfg = DemoConfig(data_dir=demo_folder)
+    make_dataset(cfg)  # made by the fixture already: these return the existing ones
     return cfg, Detector.load(train_model(cfg))
 
 

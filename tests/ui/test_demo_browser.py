@@ -5,10 +5,12 @@ part fits the window, and its heatmap shows where the defect is rather than a un
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,10 +25,14 @@ pytestmark = [*browser_marks, pytest.mark.train]  # the demo trains its model
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A running `inspector demo`: its URL and the reviewer key it printed."""
-    pytest.importorskip("torch")
+def demo(tmp_path_factory: pytest.TempPathFactory, demo_folder: Path
+         ) -> Iterator[tuple[str, str]]:
+    """A running `inspector demo`: its URL and the reviewer key it printed. Its data set and
+    model are the demo's own, trained once per test run (`demo_folder`); the demo reuses them
+    (tests/cli/test_demo.py covers the start from an empty folder)."""
     root = tmp_path_factory.mktemp("demo-browser")
+    for part in ("dataset", "models"):
+        shutil.copytree(demo_folder / part, root / "demo" / part)
     port = free_port()
     env = base_env(root / "unused")
     env.pop("INSPECTOR_DATA_DIR")
