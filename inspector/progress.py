@@ -1,9 +1,11 @@
 """Progress for the long steps (feature extraction, coreset selection, epochs, evaluation).
 
 On a terminal, rich draws bars. Anywhere else (logs piped to a file, CI) plain lines go to
-stderr instead, one per tenth of a step or per 30 s, whichever comes first, and one at the
-end: `coreset selection: 120/400 (30%), 0:01:02 elapsed, ETA 0:02:25`. So a long training run
-is never silent. `INSPECTOR_PROGRESS=0` turns both off.
+stderr instead: `coreset selection: 120/400 (30%), 0:01:02 elapsed, ETA 0:02:25`, at each
+tenth of a step once the step has run QUIET_S seconds, and at least every LINE_EVERY_S
+seconds; a step that ends within QUIET_S seconds prints nothing (the training summary times
+every phase), so a long run is never silent and a short one is not noisy.
+`INSPECTOR_PROGRESS=0` turns both off.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-#: Plain mode: a line at least every this many seconds, and at every this share of the total.
+#: Plain mode: a line at least every this many seconds, and at every this share of the total
+#: once a step has run QUIET_S seconds (a step shorter than that prints nothing).
 LINE_EVERY_S = 30.0
 LINE_EVERY_SHARE = 0.1
+QUIET_S = 5.0
 
 
 def enabled() -> bool:
@@ -68,20 +72,26 @@ class PlainBar:
         self.done = 0
         self._start = self._last_time = clock()
         self._last_share = 0.0
+        self._lines = 0
 
     def advance(self, steps: int = 1) -> None:
         self.done += steps
         now = self._clock()
         share = self.done / self.total if self.total else 1.0
-        if (share - self._last_share >= LINE_EVERY_SHARE or now - self._last_time >= LINE_EVERY_S
-                or (share >= 1.0 > self._last_share)):
+        if now - self._last_time >= LINE_EVERY_S or (
+                now - self._start >= QUIET_S
+                and (share - self._last_share >= LINE_EVERY_SHARE
+                     or share >= 1.0 > self._last_share)):
             self._line(now, share)
 
     def finish(self) -> None:
-        """The closing line, unless the last one already said the step was done."""
+        """The closing line of a step that printed (or ran long enough to), unless the last
+        line already said where it ended."""
         share = self.done / self.total if self.total else 1.0
-        if share < 1.0 and self.done and self._last_share != share:
-            self._line(self._clock(), share)
+        now = self._clock()
+        spoke = self._lines > 0 or now - self._start >= QUIET_S
+        if spoke and self.done and self._last_share != share:
+            self._line(now, share)
 
     def _line(self, now: float, share: float) -> None:
         elapsed = now - self._start
@@ -91,6 +101,7 @@ class PlainBar:
             text += f", ETA {_clock(elapsed * (1 - share) / share)}"
         print(text, file=self.stream, flush=True)
         self._last_time, self._last_share = now, share
+        self._lines += 1
 
 
 def _rich(stream: IO[str]) -> Progress:

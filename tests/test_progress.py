@@ -1,5 +1,6 @@
 """Progress when output is not a terminal: plain lines (phase, step/total, elapsed, ETA), a
-tenth of the way or 30 s apart, never silent; rich bars only on a terminal."""
+tenth of the way (once a step has run a few seconds) or 30 s apart, never silent on a long step,
+quiet on a short one; rich bars only on a terminal."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ from inspector import progress
 from inspector.progress import PlainBar, task, track
 
 
-def test_plain_lines_every_tenth_with_step_elapsed_and_eta(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_lines_every_tenth_with_step_elapsed_and_eta() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    bar = PlainBar("extracting patch features", 100, out, clock=lambda: now[0])
+    for _ in range(100):
+        now[0] += 0.5  # a 50 s step
+        bar.advance(1)
+    bar.finish()
+    lines = out.getvalue().splitlines()
+    # Quiet for the first QUIET_S seconds (10 steps), then a line per tenth.
+    assert len(lines) == 10, lines
+    assert lines[0].startswith("extracting patch features: 10/100 (10%), 0:00:05 elapsed, ETA")
+    assert lines[-1] == "extracting patch features: 100/100 (100%), 0:00:50 elapsed"
+
+
+def test_short_step_prints_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INSPECTOR_PROGRESS", raising=False)
     out = io.StringIO()
-    assert list(track(list(range(100)), "extracting patch features", stream=out)) == list(
-        range(100))
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 10, lines
-    assert lines[0].startswith("extracting patch features: 10/100 (10%), 0:00:00 elapsed, ETA")
-    assert lines[-1].startswith("extracting patch features: 100/100 (100%)")
-    assert "ETA" not in lines[-1]
+    assert list(track(list(range(100)), "checking colour", stream=out)) == list(range(100))
+    assert out.getvalue() == ""
 
 
 def test_plain_line_every_30_s_on_a_slow_step() -> None:
