@@ -36,9 +36,10 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"core"},
     "report": {"evaluation", "core"},
     "bench": {"core"},
+    "connect": {"core", "settings"},
     "demo": {"app", "server", "synth", "store", "core", "settings"},
-    "cli": {"app", "demo", "bench", "synth", "progress", "evaluation", "report", "server", "ui",
-            "lifecycle", "publish", "store", "core", "settings"},
+    "cli": {"app", "connect", "demo", "bench", "synth", "progress", "evaluation", "report",
+            "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
 }
 
 

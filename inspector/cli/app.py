@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from inspector.cli import bench, dataset, demo, inspect, model, serve
+from inspector.cli import bench, connect, dataset, demo, inspect, model, serve
 
 app = typer.Typer(
     name="inspector",
@@ -30,3 +30,5 @@ app.command()(serve.serve)
 app.command()(demo.demo)
 app.command()(bench.bench)
 app.add_typer(serve.keys_app, name="keys")
+connect.connect_app.command("folder")(connect.folder)
+app.add_typer(connect.connect_app, name="connect")
