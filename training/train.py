@@ -67,7 +67,8 @@ class Timings:
             self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - start
 
     def as_dict(self) -> dict[str, float]:
-        """Phases and the total (which includes what no phase covers), to the millisecond (the summary prints tenths)."""
+        """Phases and the total (which includes what no phase covers), to the millisecond
+        (the summary prints tenths)."""
         out = {k: round(v, 3) for k, v in self.phases.items()}
         out["total"] = round(time.monotonic() - self.started, 3)
         return out
