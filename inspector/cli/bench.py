@@ -23,6 +23,8 @@ def bench(
     server: Annotated[str | None, typer.Option(help="URL of a running server.")] = None,
     clients: Annotated[int, typer.Option(help="Concurrent clients against the server.")] = 8,
     seconds: Annotated[float, typer.Option(help="Measuring time per run.")] = 15.0,
+    warmup: Annotated[float, typer.Option(
+        help="Seconds of requests before measuring against a server (not counted).")] = 2.0,
     station: Annotated[str | None, typer.Option(
         help="Station to post to (default: the first one the server maps, when the key may "
              "read /v1/models; else 'bench', which a server with one model and no station "
@@ -72,7 +74,7 @@ def bench(
         console.print(f"server {server}, station {station}, {clients} clients, "
                       f"{seconds:.0f} s ...", highlight=False, markup=False)
         try:
-            run = b.bench_server(server, blobs, clients, seconds, station, key)
+            run = b.bench_server(server, blobs, clients, seconds, station, key, warmup)
         except ValueError as exc:
             raise fail(exc) from exc
         total = run.images + run.errors
