@@ -3,25 +3,12 @@ browser in again. Chromium at /usr/bin/chromium, driven by Playwright."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import pytest
-
 from tests.server.conftest import Live
 from tests.ui.conftest import post_frame
+from tests.ui.test_review_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.ui.test_review_browser import pytestmark as browser_marks
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM}"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="the playwright package is not installed (pip install playwright)"),
-]
+pytestmark = browser_marks
 
 
 def test_restored_cookie_after_sign_out_lands_on_sign_in(ui_sqlite: Live) -> None:
