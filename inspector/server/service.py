@@ -28,7 +28,7 @@ import cv2
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core import heatmap, images
-from inspector.core.errors import ImageTooLargeError, InspectorError
+from inspector.core.errors import InspectorError
 from inspector.core.names import utcnow
 from inspector.core.pipeline import Judgement, PreparedFrame
 from inspector.lifecycle.batcher import MemoryBudget, MicroBatcher, Reservation
@@ -184,13 +184,8 @@ class InspectionService:
         station, model = admitted.station, admitted.model
         loop = asyncio.get_running_loop()
         header = model.detector.probe(data)  # header only: microseconds
-        need = model.detector.memory_estimate(header, len(data))
-        if need > self.budget.limit:
-            raise ImageTooLargeError(
-                f"a {header.width}x{header.height} frame needs about {need / 2**20:.0f} MiB "
-                f"in flight, more than the whole budget of {self.budget.limit / 2**20:.0f} MiB",
-                hint="send smaller frames, or raise max_inflight_bytes in settings")
-        admitted.reservation.grow_to(need)
+        # 503 when it does not fit now, 413 when it would not fit in the whole budget.
+        admitted.reservation.grow_to(model.detector.memory_estimate(header, len(data)))
         pool = self.heavy_pool if header.pixels > self.settings.heavy_frame_pixels \
             else self.work_pool
         prepared = await loop.run_in_executor(
@@ -231,12 +226,11 @@ class InspectionService:
                 self.artifacts.remove(saved.image_key)
                 self.artifacts.remove(saved.heatmap_key)
             if not database_unavailable(refused):
-                log.warning("the database refused inspection %s: %s", rec_id,
-                            str(getattr(refused, "orig", None) or refused).strip()[:200])
+                reason = str(getattr(refused, "orig", None) or refused).strip()[:200]
+                log.warning("the database refused inspection %s: %s", rec_id, reason)
                 raise RecordRejectedError(
                     "the database refused this record, so this verdict was not recorded: "
-                    f"{type(refused).__name__}: "
-                    f"{str(getattr(refused, 'orig', None) or refused).strip()[:200]}",
+                    f"{type(refused).__name__}: {reason}",
                     hint="check part_id and the frame's fields for characters or sizes the "
                          "database cannot store",
                 ) from refused
