@@ -6,6 +6,9 @@ size and mtime unchanged for `settle_s`, or it was renamed into the folder), the
 beside it. The sidecar is written first: it is the record that the verdict was acknowledged,
 so a restart that finds one for a file still in the folder just finishes the move. Nothing
 is moved without an answer: connection errors, 503 (Retry-After) and other 5xx are retried.
+Each request carries an Idempotency-Key made of the file's name and bytes, so a file resent
+after a crash between the server's answer and the sidecar (or after a lost answer) gets its
+first verdict back instead of a second record.
 """
 
 from __future__ import annotations
@@ -258,7 +261,10 @@ class HotFolder:
             params["part_id"] = part
         headers = {"Authorization": f"Bearer {cfg.key}",
                    "Content-Type": MEDIA_TYPES.get(path.suffix.lower(),
-                                                   "application/octet-stream")}
+                                                   "application/octet-stream"),
+                   # a resend after a crash between the server's answer and the sidecar is
+                   # answered from the first record, not judged twice
+                   "Idempotency-Key": request_key(path.name, data)}
         delay = 0.5
         while not stop.is_set():
             wait = delay
@@ -282,6 +288,13 @@ class HotFolder:
             stop.wait(wait)
             delay = min(delay * 2, cfg.max_backoff_s)
         return None
+
+
+def request_key(name: str, data: bytes) -> str:
+    """The Idempotency-Key of a file: its name and bytes (a new file of the same name is a
+    new frame; the same file sent again is the same request)."""
+    return "file-" + hashlib.sha256(name.encode("utf-8", "surrogateescape") + b"\0" + data
+                                    ).hexdigest()[:48]
 
 
 def _json(r: httpx.Response) -> Any:

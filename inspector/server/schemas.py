@@ -65,6 +65,9 @@ class InspectResponse(BaseModel):
     links: Links
     #: `data:image/jpeg;base64,...` overlay when asked for with `heatmap=inline`.
     heatmap_inline: str | None = None
+    #: True when this is the recorded answer of an earlier request with the same
+    #: Idempotency-Key (the frame was not judged or recorded again).
+    replayed: bool = False
 
 
 class InspectionOut(BaseModel):
@@ -112,7 +115,7 @@ def inspect_response(result: InspectionResult) -> InspectResponse:
                         record_ms=round(result.record_ms, 3),
                         total_ms=round(result.total_ms, 3), batch_size=result.batch_size),
         links=links_for(result.id, result.image_stored, result.heatmap_stored),
-        heatmap_inline=result.heatmap_inline,
+        heatmap_inline=result.heatmap_inline, replayed=result.replayed,
     )
 
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Literal
 
 import cv2
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from inspector.core import heatmap, images
 from inspector.core.errors import InspectorError
@@ -42,9 +42,11 @@ from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database, database_unavailable
 from inspector.store.inspections import (
     NewInspection,
+    find_by_request_key,
     new_id,
     record_batch_isolated,
 )
+from inspector.store.models import Inspection
 from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,22 @@ class InspectionResult:
     heatmap_stored: bool
     #: `data:image/jpeg;base64,...` overlay when asked for.
     heatmap_inline: str | None = None
+    #: Answered from the record of an earlier request with the same Idempotency-Key.
+    replayed: bool = False
+
+    @classmethod
+    def of_record(cls, row: Inspection) -> InspectionResult:
+        """The answer an earlier request got, rebuilt from its record (a replay)."""
+        return cls(
+            id=row.id, created_at=row.created_at, station=row.station, part_id=row.part_id,
+            verdict=row.verdict,  # type: ignore[arg-type]
+            score=row.score, threshold=row.threshold, label=row.label,
+            model_name=row.model_name, model_version=row.model_version,
+            decode_ms=row.decode_ms, queue_ms=row.queue_ms, inference_ms=row.inference_ms,
+            record_ms=0.0, total_ms=row.total_ms, batch_size=0,
+            image_stored=row.image_key is not None, heatmap_stored=row.heatmap_key is not None,
+            replayed=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,16 +188,28 @@ class InspectionService:
             yield Admitted(station, model, held)
 
     async def inspect(
-        self, station: str, part_id: str | None, data: bytes, inline_heatmap: bool = False
+        self, station: str, part_id: str | None, data: bytes, inline_heatmap: bool = False,
+        request_key: str | None = None,
     ) -> InspectionResult:
         """Judge one frame for a station; raises InspectorError subclasses for bad input."""
+        if request_key is not None and (earlier := await self.replay(station, request_key)):
+            return earlier
         with self.admit(station, len(data)) as admitted:
-            return await self.judge(admitted, part_id, data, inline_heatmap)
+            return await self.judge(admitted, part_id, data, inline_heatmap, request_key)
+
+    async def replay(self, station: str, request_key: str) -> InspectionResult | None:
+        """The recorded answer of an earlier request with this Idempotency-Key, if any."""
+        row = await asyncio.get_running_loop().run_in_executor(
+            self.work_pool, find_by_request_key, self.db, station, request_key)
+        return None if row is None else InspectionResult.of_record(row)
 
     async def judge(
-        self, admitted: Admitted, part_id: str | None, data: bytes, inline_heatmap: bool = False
+        self, admitted: Admitted, part_id: str | None, data: bytes, inline_heatmap: bool = False,
+        request_key: str | None = None,
     ) -> InspectionResult:
-        """Judge an admitted frame's bytes (the body, read after `admit`)."""
+        """Judge an admitted frame's bytes (the body, read after `admit`). With a
+        `request_key` already recorded at the station (two copies of one request in flight),
+        the first record's answer is returned and this judgement dropped."""
         t0 = time.perf_counter()
         station, model = admitted.station, admitted.model
         loop = asyncio.get_running_loop()
@@ -213,7 +243,7 @@ class InspectionService:
             inference_ms=batch.run_ms, total_ms=(time.perf_counter() - t0) * 1000.0,
             image_key=saved.image_key if saved else None,
             heatmap_key=saved.heatmap_key if saved else None,
-            artifact_bytes=saved.nbytes if saved else 0,
+            artifact_bytes=saved.nbytes if saved else 0, request_key=request_key,
         )
         t_rec = time.perf_counter()
         refused: Exception | None
@@ -225,6 +255,9 @@ class InspectionService:
             if saved:
                 self.artifacts.remove(saved.image_key)
                 self.artifacts.remove(saved.heatmap_key)
+            if request_key is not None and isinstance(refused, IntegrityError) and (
+                    earlier := await self.replay(station, request_key)):
+                return earlier
             if not database_unavailable(refused):
                 reason = str(getattr(refused, "orig", None) or refused).strip()[:200]
                 log.warning("the database refused inspection %s: %s", rec_id, reason)

@@ -53,6 +53,8 @@ class NewInspection:
     image_key: str | None = None
     heatmap_key: str | None = None
     artifact_bytes: int = 0
+    #: The client's Idempotency-Key, unique per station (None: none sent).
+    request_key: str | None = None
 
 
 #: Builds the outbox message of a verdict (inspector.publish.messages.verdict_message).
@@ -132,6 +134,13 @@ def record_batch_isolated(
 def get_inspection(db: Database, inspection_id: str) -> Inspection | None:
     with db.session() as s:
         return s.get(Inspection, inspection_id)
+
+
+def find_by_request_key(db: Database, station: str, request_key: str) -> Inspection | None:
+    """The inspection a client recorded under an Idempotency-Key at a station, if any."""
+    with db.session() as s:
+        return s.scalars(select(Inspection).where(
+            Inspection.station == station, Inspection.request_key == request_key)).first()
 
 
 @dataclass(frozen=True)

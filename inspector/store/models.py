@@ -81,10 +81,14 @@ class Inspection(Base):
     artifact_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     #: unreviewed | defect | good: the latest review's label, kept here for filtering.
     review_state: Mapped[str] = mapped_column(String(16), default="unreviewed")
+    #: The client's Idempotency-Key: a resent frame with the same key (per station) gets the
+    #: recorded verdict back instead of a second record.
+    request_key: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_inspections_station_created", "station", "created_at"),
         Index("ix_inspections_verdict_review", "verdict", "review_state"),
+        UniqueConstraint("station", "request_key", name="uq_inspections_station_request_key"),
     )
 
 

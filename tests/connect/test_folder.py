@@ -6,35 +6,17 @@ import json
 import shutil
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from inspector.connect import FolderConfig, HotFolder
-from tests.model_factory import make_package
+from tests.connect.conftest import records, wait_for
 from tests.server.conftest import Live, defect_frame, good_frame
-from tests.server.harness import ServerProcess, base_env, create_key, run_cli
+from tests.server.harness import base_env, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    root = tmp_path_factory.mktemp("connect")
-    models = root / "models"
-    make_package(models)
-    line = f"t{uuid.uuid4().hex[:10]}"
-    env = base_env(root / "data", INSPECTOR_LINE=line, INSPECTOR_SAMPLE_PASSES="1",
-                   INSPECTOR_MAX_DELAY_MS="5")
-    keys = {role: create_key(env, role) for role in ("camera", "reviewer")}
-    server = ServerProcess(env, models, root / "server.log").start()
-    try:
-        yield Live(server.url, line, keys, server, mqtt=False)
-    finally:
-        server.stop()
 
 
 def folder(live: Live, tmp_path: Path, **kw: object) -> HotFolder:
@@ -44,20 +26,6 @@ def folder(live: Live, tmp_path: Path, **kw: object) -> HotFolder:
     cfg = FolderConfig(watch=watch, station=str(station), url=live.url,
                        key=live.keys["camera"], settle_s=0.3, max_backoff_s=1.0, **kw)  # type: ignore[arg-type]
     return HotFolder(cfg)
-
-
-def records(live: Live, station: str) -> list[dict[str, object]]:
-    r = httpx.get(f"{live.url}/v1/inspections", params={"station": station, "limit": 500},
-                  headers=live.auth("reviewer"), timeout=10)
-    assert r.status_code == 200, r.text
-    return list(r.json()["items"])
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 class Running:

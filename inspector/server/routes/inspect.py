@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -117,6 +117,10 @@ async def inspect(
     part_id: Annotated[str | None, Query(max_length=128, description="Part serial")] = None,
     heatmap: Annotated[Literal["link", "inline"], Query(
         description="`inline` adds the overlay to the answer as a data URL")] = "link",
+    idempotency_key: Annotated[str | None, Header(
+        max_length=128, description="A key of the client's choosing per frame (for example "
+        "a hash of the file): a resend with the same key at the same station is answered "
+        "with the recorded verdict (`replayed: true`) instead of a second record")] = None,
 ) -> InspectResponse:
     """Judge a frame for a station: verdict, score, threshold, model, timings and links.
 
@@ -124,9 +128,14 @@ async def inspect(
     --data-binary @part.jpg 'http://127.0.0.1:8000/v1/inspect?station=s1&part_id=A17'`
     """
     check_text(part_id, "part_id", max_length=128)  # before the body: a bad id costs nothing
+    check_text(idempotency_key, "Idempotency-Key", max_length=128)
     service = services.inspections
+    if idempotency_key and (earlier := await service.replay(station, idempotency_key)):
+        services.registry.for_station(station)  # an unknown station is a 404 all the same
+        return inspect_response(earlier)
     # Unknown station, full queue or budget: answered before reading the body.
     with service.admit(station, declared_length(request)) as admitted:
         data = await read_frame(request, services.settings.max_body_bytes)
-        result = await service.judge(admitted, part_id, data, heatmap == "inline")
+        result = await service.judge(admitted, part_id, data, heatmap == "inline",
+                                     idempotency_key or None)
     return inspect_response(result)
