@@ -22,14 +22,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # Same install steps as .ci/run (a fresh venv, then pip install of this project), without the
-# [train,dev] extras.
+# [train,dev] extras; with [connect], the line adapters (hot folder, OPC UA server) an edge
+# box runs beside the server.
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY inspector ./inspector
 COPY training ./training
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --upgrade pip \
-    && /opt/venv/bin/pip install .
+    && /opt/venv/bin/pip install ".[connect]"
 ENV PATH=/opt/venv/bin:$PATH
 
 # A non-root user that owns both volumes: records and evidence in /data, model packages in

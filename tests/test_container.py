@@ -76,5 +76,5 @@ def test_dockerfile_installs_the_way_ci_does() -> None:
     assert re.search(r"^pip install -q -e \"\.\[train,dev\]\"$", ci, re.M)
     run = " ".join(line for line in _dockerfile() if line.startswith("RUN "))
     assert "python3 -m venv /opt/venv" in run
-    assert re.search(r"/opt/venv/bin/pip install \.(\s|$)", run)
+    assert re.search(r"/opt/venv/bin/pip install (\.|\"\.\[connect\]\")(\s|$)", run)
     assert "[train" not in run, "the server image must not install torch"
