@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Node, Server, ua
 
@@ -72,7 +72,7 @@ class AddressSpace:
         self._frame_requests: dict[str, int] = {}
 
     def _id(self, path: str) -> ua.NodeId:
-        return ua.NodeId(path, self.ns)
+        return ua.NodeId(ua.String(path), ua.Int16(self.ns))
 
     async def build(self, node_id: str, line: str, models: list[str]) -> None:
         """`Objects/Node` (this edge node) and the empty `Objects/Stations` folder."""
@@ -132,4 +132,4 @@ class AddressSpace:
     async def _write(self, node: ua.NodeId, value: Any, vtype: ua.VariantType,
                      at: datetime) -> None:
         await self.server.write_attribute_value(
-            node, ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=at))
+            node, ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=cast(ua.DateTime, at)))

@@ -81,6 +81,9 @@ class OpcUaServer:
 
     def start(self, timeout: float = 60.0) -> None:
         """Blocking: start the thread and wait until the endpoint listens."""
+        if not log.isEnabledFor(logging.DEBUG):
+            # asyncua logs every request at INFO: a polling SCADA would flood the log.
+            logging.getLogger("asyncua").setLevel(logging.WARNING)
         self._thread.start()
         self._ready.result(timeout)
 
