@@ -25,6 +25,9 @@ NEVER = datetime(1601, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Variable:
+    """A station variable: browse name, type, value before the first verdict, and the
+    Description a client sees when browsing."""
+
     name: str
     type: ua.VariantType
     initial: Any
@@ -98,6 +101,9 @@ class AddressSpace:
             node = await obj.add_variable(self._id(f"{base}/{var.name}"),
                                           ua.QualifiedName(var.name, self.ns),
                                           ua.Variant(var.initial, var.type))
+            await self.server.write_attribute_value(
+                node.nodeid, ua.DataValue(ua.Variant(ua.LocalizedText(var.meaning))),
+                ua.AttributeIds.Description)  # what a SCADA engineer sees when browsing
             ids[var.name] = node.nodeid
 
         async def call(parent: ua.NodeId) -> list[ua.Variant]:

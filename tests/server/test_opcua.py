@@ -186,7 +186,9 @@ def test_station_first_seen_after_start_gets_its_nodes(opc: OpcLive) -> None:
             while not await shown():
                 assert asyncio.get_running_loop().time() < deadline, "no nodes for " + station
                 await asyncio.sleep(0.05)
-            verdict = await (await station_node(c, opc, station, "LastVerdict")).read_value()
+            verdict_node = await station_node(c, opc, station, "LastVerdict")
+            verdict = await verdict_node.read_value()
+            assert "pass" in (await verdict_node.read_description()).Text
             fails = await (await station_node(c, opc, station, "FailCount")).read_value()
             requests = await c.get_node(
                 (await station_node(c, opc, station, "FrameRequests")).nodeid).read_value()
@@ -265,3 +267,56 @@ async def wait_for_value(node: Node, expected: Any) -> None:
     while await node.read_value() != expected:
         assert asyncio.get_running_loop().time() < deadline, f"{node} never became {expected}"
         await asyncio.sleep(0.05)
+
+
+def test_encrypted_endpoint_with_a_certificate(tmp_path: Path) -> None:
+    """With a certificate and key the endpoint offers Basic256Sha256 Sign & Encrypt only: an
+    encrypting client with the right password reads verdicts; a plain client finds no way in."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    line, node = "enc", "node-enc"
+
+    async def certificates() -> None:
+        for who, uri, use in (("server", f"urn:inspector:{line}:{node}",
+                               ExtendedKeyUsageOID.SERVER_AUTH),
+                              ("client", "urn:test:client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+            await setup_self_signed_certificate(tmp_path / f"{who}-key.pem",
+                                                tmp_path / f"{who}-cert.der", uri, "localhost",
+                                                [use], {"commonName": who})
+
+    asyncio.run(certificates())
+    make_package(tmp_path / "models")
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/inspector"
+    env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false", INSPECTOR_LINE=line,
+                   INSPECTOR_NODE_ID=node, INSPECTOR_OPCUA_ENDPOINT=endpoint,
+                   INSPECTOR_OPCUA_USERS=json.dumps({USER: PASSWORD}),
+                   INSPECTOR_OPCUA_CERTIFICATE=str(tmp_path / "server-cert.der"),
+                   INSPECTOR_OPCUA_PRIVATE_KEY=str(tmp_path / "server-key.pem"))
+
+    async def read(server: ServerProcess, encrypted: bool) -> Any:
+        c = Client(endpoint, timeout=30)
+        c.set_user(USER)
+        c.set_password(PASSWORD)
+        if encrypted:
+            await c.set_security(SecurityPolicyBasic256Sha256, str(tmp_path / "client-cert.der"),
+                                 str(tmp_path / "client-key.pem"),
+                                 mode=ua.MessageSecurityMode.SignAndEncrypt)
+        async with c, httpx.AsyncClient() as http:
+            r = await http.post(f"{server.url}/v1/inspect", params={"station": "s1"},
+                                content=good_frame(), headers={"Content-Type": "image/jpeg"})
+            assert r.status_code == 200, r.text
+            ns = await c.get_namespace_index(f"urn:inspector:{line}")
+            node_ = c.get_node(f"ns={ns};s=Stations/s1/LastInspectionId")
+            await wait_for_value(node_, r.json()["id"])
+            return r.json()["id"]
+
+    with ServerProcess(env, tmp_path / "models", tmp_path / "server.log") as server:
+        assert asyncio.run(read(server, encrypted=True))
+        offered = asyncio.run(Client(endpoint).connect_and_get_server_endpoints())
+        assert {(e.SecurityPolicyUri, e.SecurityMode) for e in offered} == {
+            (SecurityPolicyBasic256Sha256.URI, ua.MessageSecurityMode.SignAndEncrypt)}
+        with pytest.raises(ua.UaError, match="No matching endpoints"):
+            asyncio.run(read(server, encrypted=False))
+        assert "Basic256Sha256 Sign & Encrypt" in server.log()
