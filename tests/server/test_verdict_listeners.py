@@ -7,27 +7,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from inspector.lifecycle.registry import ModelRegistry
-from inspector.server.metrics import Metrics
-from inspector.server.service import InspectionResult, InspectionService
-from inspector.settings import Settings
-from inspector.store.artifacts import ArtifactStore
+from inspector.server.service import InspectionResult
 from inspector.store.db import Database
 from inspector.store.inspections import NewInspection
-from tests.model_factory import make_package
 from tests.server.conftest import defect_frame, good_frame
-from tests.server.test_commit_isolation import bad_part_id, stored_ids
+from tests.server.test_commit_isolation import bad_part_id, real_service, running, stored_ids
 
 
 def test_listeners_get_only_committed_verdicts_in_order(db: Database, tmp_path: Path) -> None:
-    make_package(tmp_path / "models")
-    settings = Settings(models_dir=tmp_path / "models", data_dir=tmp_path / "data",
-                        database_url=str(db.engine.url.render_as_string(hide_password=False)),
-                        providers="cpu", auth_enabled=False, sample_passes=0.0)
-    registry = ModelRegistry(settings)
-    registry.load_all()
-    service = InspectionService(settings, registry, db, ArtifactStore(tmp_path / "art"),
-                                Metrics())
+    service = real_service(db, tmp_path)
     heard: list[NewInspection] = []
 
     def broken(items: list[NewInspection]) -> None:
@@ -38,9 +26,7 @@ def test_listeners_get_only_committed_verdicts_in_order(db: Database, tmp_path: 
     parts[5] = bad_part_id(db)
 
     async def run() -> list[InspectionResult | BaseException]:
-        registry.start()
-        service.start()
-        try:
+        async with running(service):
             sequential = [await service.inspect("cam-0", parts[i], good_frame(i))
                           for i in range(2)]
             together = await asyncio.gather(
@@ -48,9 +34,6 @@ def test_listeners_get_only_committed_verdicts_in_order(db: Database, tmp_path: 
                                   good_frame(i)) for i in range(2, 8)),
                 return_exceptions=True)
             return [*sequential, *together]
-        finally:
-            await service.stop()
-            await registry.stop()
 
     before = stored_ids(db)
     answers = asyncio.run(run())
