@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("asyncua", reason="the namespace module needs the [opcua] extra")
-from inspector.opcua.namespace import STATION_VARIABLES  # noqa: E402
+from inspector.opcua.namespace import STATION_VARIABLES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
