@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import cv2
 from fastapi import FastAPI
@@ -30,6 +31,7 @@ from inspector.lifecycle.batcher import Admission
 from inspector.lifecycle.deployer import Deployer
 from inspector.lifecycle.registry import ModelRegistry
 from inspector.lifecycle.shadow import ShadowRunner
+from inspector.opcua import VerdictFeed, start_opcua
 from inspector.publish.manager import Publishers
 from inspector.server.auth import KeyCache
 from inspector.server.deps import Services
@@ -43,6 +45,9 @@ from inspector.settings import Settings, load_settings
 from inspector.store import deployments
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database, database_unavailable
+
+if TYPE_CHECKING:
+    from inspector.opcua.server import OpcUaServer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +117,20 @@ async def _retention_loop(services: Services) -> None:
         await asyncio.sleep(s.retention_interval_s)
 
 
+def _start_opcua(services: Services) -> OpcUaServer:
+    """The OPC UA server, fed every committed verdict; nodes at once for the stations known
+    now (configured or deployed), later for a station on its first verdict."""
+    s, registry = services.settings, services.registry
+    feed = VerdictFeed()
+    services.inspections.verdict_listeners.append(feed.offer)
+    stations = sorted(set(s.stations) | set(registry.stations))
+    server = start_opcua(s, feed, stations, lambda: sorted(registry.models))
+    log.info("OPC UA server listening on %s (namespace urn:inspector:%s; %s)",
+             s.opcua_endpoint, s.line,
+             "Basic256Sha256 Sign & Encrypt" if s.opcua_certificate else "unencrypted")
+    return server
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; services are created and started when the server starts."""
     settings = settings or load_settings()
@@ -121,6 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await asyncio.to_thread(build_services, settings, metrics)
         app.state.services = services
+        # First, so that a port already taken stops the start before any worker runs.
+        opcua = await asyncio.to_thread(_start_opcua, services) \
+            if settings.opcua_endpoint else None
         services.registry.start()
         services.inspections.start()
         services.publishers.start()
@@ -138,6 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.registry.stop()
             await services.inspections.stop()
             await asyncio.to_thread(services.publishers.stop)
+            if opcua is not None:
+                await asyncio.to_thread(opcua.stop)
             services.db.dispose()
 
     # The docs pages' JavaScript and CSS come from the installed fastapi-offline package, not

@@ -15,6 +15,7 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -155,6 +156,20 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     #: How long a sign-in to the review pages lasts, in hours.
     session_max_age_h: float = Field(default=12.0, gt=0, le=24 * 30)
+    # --- OPC UA server for PLCs and SCADA (extra `opcua`; see README "OPC UA") ---
+    #: opc.tcp://HOST:PORT/PATH the OPC UA server listens on; unset = no OPC UA server.
+    opcua_endpoint: str | None = None
+    #: OPC UA user name -> password (8+ characters); clients log in with one of these.
+    opcua_users: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Let clients connect without a user name (read-only all the same). Off by default.
+    opcua_allow_anonymous: bool = False
+    #: Server certificate (DER or PEM) and its private key (PEM). With both, the endpoint
+    #: offers Basic256Sha256 Sign & Encrypt only; without them it is unencrypted.
+    opcua_certificate: Path | None = None
+    opcua_private_key: Path | None = None
+    #: Allow an unencrypted OPC UA endpoint on a non-loopback address: passwords and verdicts
+    #: then cross the network in clear text. Only for a closed cell network.
+    opcua_allow_unencrypted: bool = False
 
     @field_validator("session_secret")
     @classmethod
@@ -214,6 +229,51 @@ class Settings(BaseSettings):
         names = [w.name for w in self.webhooks]
         if len(names) != len(set(names)):
             raise ValueError(f"webhook names must be unique, got {names}")
+        return self
+
+    @field_validator("opcua_endpoint")
+    @classmethod
+    def _opcua_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        url = urlsplit(v)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if url.scheme != "opc.tcp" or not url.hostname or port is None:
+            raise ValueError("opcua_endpoint must look like opc.tcp://0.0.0.0:4840/inspector "
+                             "(scheme opc.tcp, a host and a port)")
+        return v
+
+    @field_validator("opcua_users")
+    @classmethod
+    def _opcua_passwords(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        short = sorted(u for u, p in v.items() if len(p.get_secret_value()) < 8)
+        if short or "" in v:
+            raise ValueError(f"opcua_users: every user needs a name and a password of 8+ "
+                             f"characters (too short: {short})")
+        return v
+
+    @model_validator(mode="after")
+    def _opcua_secure(self) -> Settings:
+        if self.opcua_endpoint is None:
+            return self
+        if not self.opcua_users and not self.opcua_allow_anonymous:
+            raise ValueError(
+                "opcua_endpoint is set but no client could log in: add users with "
+                'INSPECTOR_OPCUA_USERS=\'{"plc": "PASSWORD"}\', or set '
+                "opcua_allow_anonymous=true to let anyone who reaches the port read verdicts")
+        if (self.opcua_certificate is None) != (self.opcua_private_key is None):
+            raise ValueError("set both opcua_certificate and opcua_private_key, or neither")
+        host = urlsplit(self.opcua_endpoint).hostname or ""
+        if (self.opcua_certificate is None and not is_loopback(host)
+                and not self.opcua_allow_unencrypted):
+            raise ValueError(
+                f"the OPC UA endpoint on {host!r} would be unencrypted: passwords would cross "
+                "the network in clear text. Set opcua_certificate and opcua_private_key "
+                "(Basic256Sha256 Sign & Encrypt), bind to 127.0.0.1, or accept it with "
+                "opcua_allow_unencrypted=true on a closed cell network")
         return self
 
     @model_validator(mode="after")

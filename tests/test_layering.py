@@ -30,16 +30,17 @@ ALLOWED: dict[str, set[str]] = {
     "lifecycle": {"store", "core", "settings"},
     "server": {"lifecycle", "publish", "store", "core", "settings"},
     "ui": {"server", "lifecycle", "store", "core", "settings"},
-    "app": {"server", "ui", "lifecycle", "publish", "store", "core", "settings"},
+    "app": {"server", "ui", "lifecycle", "publish", "opcua", "store", "core", "settings"},
     "synth": set(),
     "progress": set(),
     "evaluation": {"core"},
     "report": {"evaluation", "core"},
     "bench": {"core"},
     "connect": {"core", "settings"},
+    "opcua": {"store", "core", "settings"},
     "demo": {"app", "server", "synth", "store", "core", "settings"},
-    "cli": {"app", "connect", "demo", "bench", "synth", "progress", "evaluation", "report",
-            "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
+    "cli": {"app", "connect", "opcua", "demo", "bench", "synth", "progress", "evaluation",
+            "report", "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
 }
 
 

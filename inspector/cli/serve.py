@@ -64,6 +64,9 @@ def serve(
 
         INSPECTOR_MQTT_URL=mqtt://127.0.0.1:1883 INSPECTOR_STATIONS='{"s1": "tiles:3"}' \\
             inspector serve --host 0.0.0.0
+
+        INSPECTOR_OPCUA_ENDPOINT=opc.tcp://127.0.0.1:4840/inspector \\
+            INSPECTOR_OPCUA_USERS='{"plc": "a-long-password"}' inspector serve   # + OPC UA
     """
     import uvicorn
 
@@ -75,6 +78,13 @@ def serve(
                          database_url=database_url, mqtt_url=mqtt_url,
                          auth_enabled=False if no_auth else None)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.opcua_endpoint:
+        from inspector.opcua import OpcUaUnavailableError, require_asyncua
+
+        try:
+            require_asyncua()
+        except OpcUaUnavailableError as exc:
+            raise fail(exc) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
                 access_log=settings.access_log, timeout_graceful_shutdown=10,
                 **server_options(settings))

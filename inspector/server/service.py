@@ -51,6 +51,9 @@ from inspector.store.outbox import PendingEvent
 
 log = logging.getLogger(__name__)
 
+#: Receives committed verdicts; see `InspectionService.verdict_listeners`.
+VerdictListener = Callable[[list[NewInspection]], None]
+
 
 @dataclass(frozen=True)
 class InspectionResult:
@@ -152,6 +155,10 @@ class InspectionService:
         )
         #: Runs stations' shadow models on committed frames (set by the app factory).
         self.shadow: ShadowRunner | None = None
+        #: Called on the commit thread after each group commit with the records that committed,
+        #: in commit order (refused ones left out). A listener must return at once: hand the
+        #: work to another thread or loop (see inspector.opcua.feed).
+        self.verdict_listeners: list[VerdictListener] = []
 
     def start(self) -> None:
         self.committer.start()
@@ -175,7 +182,20 @@ class InspectionService:
                                                  verdict_message)
         if self._on_commit is not None:
             self._on_commit(pending)
+        committed = [item for item, refused in zip(items, outcomes, strict=True) if refused is None]
+        if committed:
+            self._tell_listeners(committed)
         return outcomes
+
+    def _tell_listeners(self, committed: list[NewInspection]) -> None:
+        """Hand the verdicts just committed, in commit order, to each listener. A listener that
+        raises is logged and skipped: it can never fail or undo a committed verdict."""
+        for listener in self.verdict_listeners:
+            try:
+                listener(committed)
+            except Exception:
+                log.exception("verdict listener %r failed; the verdicts stay committed",
+                              listener)
 
     @contextmanager
     def admit(self, station: str, declared_bytes: int | None = None) -> Iterator[Admitted]:

@@ -8,6 +8,8 @@ InspectionService (real model, real database) directly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,31 +71,41 @@ def test_clean_batch_is_one_group_commit(db: Database) -> None:
     assert pending == {}
 
 
-def test_service_answers_the_bad_frame_alone(db: Database, tmp_path: Path) -> None:
-    """Frames from several cameras in flight together: the one whose record the database
-    refuses gets its own 422; the others get their verdicts, recorded."""
+def real_service(db: Database, tmp_path: Path) -> InspectionService:
+    """An InspectionService over the tiny model and `db`, not started (see `running`)."""
     make_package(tmp_path / "models")
     settings = Settings(models_dir=tmp_path / "models", data_dir=tmp_path / "data",
                         database_url=str(db.engine.url.render_as_string(hide_password=False)),
                         providers="cpu", auth_enabled=False, sample_passes=0.0)
     registry = ModelRegistry(settings)
     registry.load_all()
-    service = InspectionService(settings, registry, db, ArtifactStore(tmp_path / "art"),
-                                Metrics())
+    return InspectionService(settings, registry, db, ArtifactStore(tmp_path / "art"), Metrics())
+
+
+@asynccontextmanager
+async def running(service: InspectionService) -> AsyncIterator[InspectionService]:
+    service.registry.start()
+    service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await service.registry.stop()
+
+
+def test_service_answers_the_bad_frame_alone(db: Database, tmp_path: Path) -> None:
+    """Frames from several cameras in flight together: the one whose record the database
+    refuses gets its own 422; the others get their verdicts, recorded."""
+    service = real_service(db, tmp_path)
 
     async def run() -> list[object]:
-        registry.start()
-        service.start()
-        try:
+        async with running(service):
             frames = [good_frame(i) if i % 2 else defect_frame(i) for i in range(6)]
             parts = [f"P{i}" for i in range(6)]
             parts[3] = bad_part_id(db)
             return await asyncio.gather(
                 *(service.inspect(f"cam-{i}", parts[i], frames[i]) for i in range(6)),
                 return_exceptions=True)
-        finally:
-            await service.stop()
-            await registry.stop()
 
     before = stored_ids(db)
     answers = asyncio.run(run())

@@ -52,6 +52,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         "database": "ok" if database else "unreachable",
         "mqtt": {None: "off", True: "connected", False: "disconnected"}[
             services.publishers.mqtt_connected],
+        "opcua": services.settings.opcua_endpoint or "off",
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
