@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
     try:
         from inspector.connect import folder
     except ModuleNotFoundError as exc:
-        if exc.name != "watchdog":
+        if (exc.name or "").partition(".")[0] != "watchdog":
             raise
         raise ImportError("the hot folder needs the watchdog package: "
                           "pip install 'inspector[folder]'", name=exc.name) from exc
