@@ -1,10 +1,11 @@
-"""`inspector connect folder`: camera adapters in front of a running server."""
+"""`inspector connect folder|stream`: camera adapters in front of a running server."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -16,12 +17,21 @@ connect_app = typer.Typer(help="Connect line cameras to a running server.",
                           no_args_is_help=True)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event that Ctrl-C and SIGTERM set: the adapters stop cleanly and print a summary."""
+def run_until_stopped(run: Callable[[threading.Event], None], started: str) -> None:
+    """Run an adapter until Ctrl-C or SIGTERM (or its own end). The server refusing the key,
+    role or station: exit 1; another setup problem found while running: exit 2."""
+    from inspector.connect.client import ConnectError, ServerRefusedError
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    return stop
+    typer.echo(started, err=True)
+    try:
+        run(stop)
+    except ServerRefusedError as exc:
+        raise fail(exc, 1, hint="check --key, its role (camera) and --station") from exc
+    except ConnectError as exc:
+        raise fail(exc) from exc
 
 
 def folder(
@@ -67,12 +77,7 @@ def folder(
                                      failed=failed, settle_s=settle))
     except ConnectError as exc:
         raise fail(exc) from exc
-    stop = stop_on_signals()
-    typer.echo(f"watching {hot.watch} for station {station} -> {url}", err=True)
-    try:
-        hot.run(stop)
-    except ConnectError as exc:
-        raise fail(exc, 1, hint="check --key, its role (camera) and --station") from exc
+    run_until_stopped(hot.run, f"watching {hot.watch} for station {station} -> {url}")
     typer.echo(f"stopped; {hot.judged} file(s) judged", err=True)
 
 
@@ -129,7 +134,7 @@ def stream(
         INSPECTOR_CAMERA_KEY=... inspector connect stream --station s1 \\
             --url rtsp://cam1.local/stream1 --trigger motion --roi 200,100,640,480
     """
-    from inspector.connect.client import ConnectError, ServerRefusedError
+    from inspector.connect.client import ConnectError
     from inspector.connect.motion import Roi
     from inspector.connect.source import SourceSpec
     from inspector.connect.stream import StreamAdapter, StreamConfig, TriggerOptions, make_trigger
@@ -147,14 +152,8 @@ def stream(
         adapter.source.open()
     except (ValueError, ConnectError) as exc:
         raise fail(exc) from exc
-    stop = stop_on_signals()
-    typer.echo(f"reading {spec} for station {station} -> {server}", err=True)
     try:
-        adapter.run(stop)
-    except ServerRefusedError as exc:
-        raise fail(exc, 1, hint="check --key, its role (camera) and --station") from exc
-    except ConnectError as exc:
-        raise fail(exc) from exc
+        run_until_stopped(adapter.run, f"reading {spec} for station {station} -> {server}")
     finally:
         typer.echo(f"stopped; {adapter.counters.line()}", err=True)
 

@@ -103,8 +103,9 @@ class MotionTrigger:
     def check(self, frame: Frame) -> Fire | None:
         region = self._region(frame.image)
         previous, self.previous = self.previous, region
-        if self.background is None or previous is None:
-            self.background = region.copy()
+        if self.background is None or previous is None or previous.shape != region.shape:
+            self.background = region.copy()  # the first frame, or the camera's size changed
+            self.state, self.still_since = _State.EMPTY, None
             return None
         occupied = self._differs(region, self.background)
         if not occupied:

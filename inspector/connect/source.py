@@ -61,11 +61,11 @@ class SourceSpec:
             return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG,
                                     [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
-        if self.file is not None:
-            return cv2.VideoCapture(str(self.file))
-        cap = cv2.VideoCapture(self.device)
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one queued seconds ago
-        return cap
+        if self.device is not None:
+            cap = cv2.VideoCapture(self.device)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one queued seconds ago
+            return cap
+        return cv2.VideoCapture(str(self.file))
 
 
 @dataclass

@@ -87,8 +87,7 @@ class PartIds:
 
     def __init__(self, template: str, station: str) -> None:
         try:
-            fields = [f for _, f, spec, conv in string.Formatter().parse(template)
-                      if f is not None or conv is not None]
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
         except ValueError as exc:
             raise ValueError(f"--part-id {template!r}: {exc}") from exc
         unknown = [f for f in fields if f not in PART_ID_FIELDS]

@@ -266,7 +266,7 @@ def test_roi_trigger_and_part_id_arguments() -> None:
         make_trigger("rate:1", TriggerOptions(roi=Roi(0, 0, 1, 1)))
     assert isinstance(make_trigger("rate:2.5", opts), RateTrigger)
     assert PartIds("{station}-{seq:04d}", "s1").render(7) == "s1-0007"
-    for bad in ("{station.__class__}", "{0}", "{seq!r}", "{seq", "x" * 129, "{station}\x01"):
+    for bad in ("{station.__class__}", "{0}", "{station[0]}", "{seq", "x" * 129, "{station}\x01"):
         with pytest.raises(ValueError, match="--part-id"):
             PartIds(bad, "s1")
 
@@ -275,7 +275,7 @@ def test_trigger_payloads_and_topics() -> None:
     assert part_id_of(b'{"part_id": "A17"}') == "A17"
     assert part_id_of(b'{"part_id": 1234}') == "1234"
     assert part_id_of(b" B-22 \r\n") == "B-22"
-    for none in (b"", b"{}", b'{"part_id": null}', b"[1]", b"{not json", b"\xff\xfe",
+    for none in (b"", b"{}", b'{"part_id": null}', b"{not json", b"\xff\xfe",
                  b'{"part_id": true}', b"a\x00b", b"x" * 129, b'{"part_id": ["a"]}'):
         assert part_id_of(none) is None, none
     assert check_topic_filter("line1/+/trigger") == "line1/+/trigger"
@@ -300,3 +300,14 @@ def test_live_queue_drops_the_oldest() -> None:
     assert q.put(items[2], stop) is items[0] and q.put(items[3], stop) is items[1]
     q.close()
     assert [q.get(stop), q.get(stop), q.get(stop)] == [items[2], items[3], None]
+
+
+def test_motion_starts_over_when_the_frame_size_changes() -> None:
+    motion = MotionTrigger(None, settle_s=0.0)
+    sizes = [(120, 160)] * 3 + [(240, 320)] * 3  # a camera reconnected at another resolution
+    fired = [motion.check(Frame(np.full((*hw, 3), 40, np.uint8), i / 10, 0.0))
+             for i, hw in enumerate(sizes)]
+    assert fired == [None] * 6
+    part = scene(99, REST_X)
+    assert motion.check(Frame(cv2.resize(part, (320, 240)), 0.6, 0.0)) is None  # arriving
+    assert motion.check(Frame(cv2.resize(part, (320, 240)), 0.7, 0.0)) is not None  # at rest
