@@ -6,7 +6,8 @@ sender posts picked frames one at a time, retrying while the server is unreachab
 them a bounded queue: from a live source, a frame picked while the queue is full pushes out
 the oldest waiting one (counted as dropped: the line does not wait, and the newest part is
 the one still in front of the camera); from a file the reader waits instead, so nothing is
-dropped. On stop, frames still waiting are dropped too.
+dropped. On stop, frames still waiting are dropped too. Waiting frames are kept decoded (the
+sender encodes the JPEG, so the reader never falls behind the camera): at 1080p, 6 MB each.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 from inspector.connect.client import ConnectError, InspectClient
 from inspector.connect.motion import MotionTrigger, Roi
@@ -108,9 +110,10 @@ class PartIds:
 
 @dataclass(frozen=True)
 class Capture:
-    """A picked frame on its way to the server."""
+    """A picked frame on its way to the server (encoded by the sender: the reader stays
+    free for the next frame)."""
 
-    jpeg: bytes
+    image: np.ndarray
     part_id: str
     label: str
 
@@ -242,13 +245,7 @@ class StreamAdapter:
         self.seq += 1
         self.counters.add("triggered")
         part = fire.part_id or self.part_ids.render(self.seq)
-        ok, jpeg = cv2.imencode(".jpg", frame.image,
-                                [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-        if not ok:
-            log.warning("frame %d (part %s): JPEG encoding failed; dropped", self.seq, part)
-            self.counters.add("dropped")
-            return
-        pushed = self.queue.put(Capture(jpeg.tobytes(), part, f"frame {self.seq} (part {part})"),
+        pushed = self.queue.put(Capture(frame.image, part, f"frame {self.seq} (part {part})"),
                                 stop)
         if pushed is not None:
             self.counters.add("dropped")
@@ -257,9 +254,15 @@ class StreamAdapter:
 
     def _send_all(self, stop: threading.Event) -> None:
         while (item := self.queue.get(stop)) is not None:
+            ok, jpeg = cv2.imencode(".jpg", item.image,
+                                    [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+            if not ok:
+                log.warning("%s: JPEG encoding failed; dropped", item.label)
+                self.counters.add("dropped")
+                continue
             try:
-                answer = self.client.send(item.jpeg, "image/jpeg", item.part_id, item.label,
-                                          stop)
+                answer = self.client.send(jpeg.tobytes(), "image/jpeg", item.part_id,
+                                          item.label, stop)
             except ConnectError as exc:
                 self.error = exc
                 self.counters.add("dropped")
