@@ -16,6 +16,7 @@ import collections
 import logging
 import string
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -116,6 +117,7 @@ class Capture:
     image: np.ndarray
     part_id: str
     label: str
+    key: str  # Idempotency-Key: a retry after a lost answer gets the first verdict back
 
 
 class SendQueue:
@@ -204,6 +206,7 @@ class StreamAdapter:
                                     max_backoff_s=config.max_backoff_s)
         self.error: ConnectError | None = None
         self.seq = 0
+        self.run_id = uuid.uuid4().hex[:16]  # with the frame number: each frame's request key
 
     def run(self, stop: threading.Event) -> None:
         """Read, pick and send until `stop` is set or a file ends (then every picked frame is
@@ -245,8 +248,8 @@ class StreamAdapter:
         self.seq += 1
         self.counters.add("triggered")
         part = fire.part_id or self.part_ids.render(self.seq)
-        pushed = self.queue.put(Capture(frame.image, part, f"frame {self.seq} (part {part})"),
-                                stop)
+        pushed = self.queue.put(Capture(frame.image, part, f"frame {self.seq} (part {part})",
+                                        f"stream-{self.run_id}-{self.seq}"), stop)
         if pushed is not None:
             self.counters.add("dropped")
             log.warning("%s dropped: %d frames already wait for the server", pushed.label,
@@ -262,7 +265,7 @@ class StreamAdapter:
                 continue
             try:
                 answer = self.client.send(jpeg.tobytes(), "image/jpeg", item.part_id,
-                                          item.label, stop)
+                                          item.label, stop, idempotency_key=item.key)
             except ConnectError as exc:
                 self.error = exc
                 self.counters.add("dropped")

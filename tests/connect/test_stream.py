@@ -295,7 +295,8 @@ def test_rate_follows_the_source_clock() -> None:
 def test_live_queue_drops_the_oldest() -> None:
     q = SendQueue(2, wait_for_room=False)
     stop = threading.Event()
-    items = [Capture(np.zeros((2, 2, 3), np.uint8), f"p{i}", f"frame {i}") for i in range(4)]
+    items = [Capture(np.zeros((2, 2, 3), np.uint8), f"p{i}", f"frame {i}", f"k{i}")
+             for i in range(4)]
     assert q.put(items[0], stop) is None and q.put(items[1], stop) is None
     assert q.put(items[2], stop) is items[0] and q.put(items[3], stop) is items[1]
     q.close()
