@@ -31,6 +31,7 @@ import httpx
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from inspector.connect.client import ConnectError, InspectClient
 from inspector.core.datasets import IMAGE_SUFFIXES, list_images
 from inspector.core.names import utcnow
 
@@ -38,13 +39,9 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
-#: Answers that mean "try again later": nothing is moved.
-RETRY_STATUS = frozenset({408, 429, 499})
-#: Answers about the setup (key, role, station), not the file: stop instead of failing files.
-FATAL_STATUS = frozenset({401, 403, 404})
 
 
-class HotFolderError(Exception):
+class HotFolderError(ConnectError):
     """The folder cannot be served as configured (bad key, unknown station, bad pattern)."""
 
 
@@ -118,7 +115,9 @@ class HotFolder:
     def __init__(self, config: FolderConfig, client: httpx.Client | None = None) -> None:
         self.config = config
         self.watch = config.watch.resolve()
-        self.client = client or httpx.Client(timeout=config.timeout_s)
+        self.client = InspectClient(config.url, config.key, config.station,
+                                    timeout_s=config.timeout_s,
+                                    max_backoff_s=config.max_backoff_s, client=client)
         self.pending: dict[Path, _Pending] = {}
         self.inbox: queue.Queue[tuple[Path, bool]] = queue.Queue()
         self.judged = 0
@@ -231,15 +230,21 @@ class HotFolder:
                 log.info("%s: already judged, moving it to %s", path.name, folder / judged)
                 os.replace(path, folder / judged)
                 return True
-        answer = self._send(path, data, stop)
+        part = self.config.part_id(path)
+        # a resend after a crash between the server's answer and the sidecar is answered
+        # from the first record, not judged twice
+        answer = self.client.send(data, MEDIA_TYPES.get(path.suffix.lower(),
+                                                        "application/octet-stream"),
+                                  part, path.name, stop,
+                                  idempotency_key=request_key(path.name, data))
         if answer is None:
             return False
-        status, body = answer
+        status, body = answer.status, answer.body
         self.judged += 1
         folder = self.config.done_dir if status == 200 else self.config.failed_dir
         name = _free_name(folder, path.name)
         record: dict[str, Any] = {
-            "file": path.name, "station": self.config.station, "part_id": self.config.part_id(path),
+            "file": path.name, "station": self.config.station, "part_id": part,
             "sent_at": utcnow().isoformat(), "status": status, "bytes": len(data), "sha256": digest,
         }
         record["answer" if status == 200 else "error"] = body
@@ -248,67 +253,14 @@ class HotFolder:
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, side)  # the acknowledgement; the move below may be redone on restart
         os.replace(path, folder / name)
-        verdict = body.get("verdict") if status == 200 else body.get("error", {}).get("message")
-        log.info("%s: %s -> %s", path.name, verdict, folder / name)
+        log.info("%s: %s -> %s", path.name, answer.summary, folder / name)
         return True
-
-    def _send(self, path: Path, data: bytes, stop: threading.Event) -> tuple[int, Any] | None:
-        """POST until the server answers something final; None when stopped first."""
-        cfg = self.config
-        params = {"station": cfg.station}
-        part = cfg.part_id(path)
-        if part is not None:
-            params["part_id"] = part
-        headers = {"Authorization": f"Bearer {cfg.key}",
-                   "Content-Type": MEDIA_TYPES.get(path.suffix.lower(),
-                                                   "application/octet-stream"),
-                   # a resend after a crash between the server's answer and the sidecar is
-                   # answered from the first record, not judged twice
-                   "Idempotency-Key": request_key(path.name, data)}
-        delay = 0.5
-        while not stop.is_set():
-            wait = delay
-            try:
-                r = self.client.post(f"{cfg.url.rstrip('/')}/v1/inspect", params=params,
-                                     content=data, headers=headers)
-            except httpx.TransportError as exc:
-                log.warning("%s: server unreachable (%s); retrying in %.1f s", path.name,
-                            exc, wait)
-            else:
-                if r.status_code in FATAL_STATUS:
-                    raise HotFolderError(f"the server refused {path.name} with "
-                                         f"{r.status_code}: {_message(r)}")
-                if r.status_code < 500 and r.status_code not in RETRY_STATUS:
-                    return r.status_code, _json(r)
-                after = r.headers.get("retry-after", "")
-                if after.isdigit():
-                    wait = min(float(after), cfg.max_backoff_s)
-                log.warning("%s: server answered %d (%s); retrying in %.1f s", path.name,
-                            r.status_code, _message(r), wait)
-            stop.wait(wait)
-            delay = min(delay * 2, cfg.max_backoff_s)
-        return None
-
 
 def request_key(name: str, data: bytes) -> str:
     """The Idempotency-Key of a file: its name and bytes (a new file of the same name is a
     new frame; the same file sent again is the same request)."""
     return "file-" + hashlib.sha256(name.encode("utf-8", "surrogateescape") + b"\0" + data
                                     ).hexdigest()[:48]
-
-
-def _json(r: httpx.Response) -> Any:
-    try:
-        return r.json()
-    except ValueError:
-        return {"error": {"status": r.status_code, "message": r.text[:500]}}
-
-
-def _message(r: httpx.Response) -> str:
-    body = _json(r)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))
-    return r.text[:200]
 
 
 def _sidecar_sha(side: Path) -> str | None:

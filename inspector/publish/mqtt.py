@@ -7,17 +7,14 @@ the verdicts. After a reconnect the worker is told to retry everything at once.
 from __future__ import annotations
 
 import logging
-import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from inspector.core.broker import Broker
 from inspector.publish.delivery import Outcome
 from inspector.publish.messages import MQTT
 from inspector.store.outbox import PendingEvent
@@ -38,24 +35,12 @@ class MqttDestination:
         ack_timeout_s: float = 10.0,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
-        parsed = urlparse(url)
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        broker = Broker.parse(url)
+        self.host, self.port = broker.host, broker.port
         self.ack_timeout_s = ack_timeout_s
         self._on_reconnect = on_reconnect
         self._connected = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{client_id}-{os.urandom(3).hex()}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if parsed.username:
-            self._client.username_pw_set(
-                unquote(parsed.username), unquote(parsed.password) if parsed.password else None
-            )
-        if parsed.scheme == "mqtts":
-            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._client = broker.client(client_id)
         self._client.max_inflight_messages_set(200)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._handle_connect

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from inspector.connect import FolderConfig, HotFolder
-from tests.connect.conftest import records, wait_for
+from tests.connect.conftest import Running, records, wait_for
 from tests.server.conftest import Live, defect_frame, good_frame
 from tests.server.harness import base_env, run_cli
 
@@ -26,23 +25,6 @@ def folder(live: Live, tmp_path: Path, **kw: object) -> HotFolder:
     cfg = FolderConfig(watch=watch, station=str(station), url=live.url,
                        key=live.keys["camera"], settle_s=0.3, max_backoff_s=1.0, **kw)  # type: ignore[arg-type]
     return HotFolder(cfg)
-
-
-class Running:
-    """HotFolder.run on a thread, stopped on exit."""
-
-    def __init__(self, hot: HotFolder) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=hot.run, args=(self.stop,), daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
 
 
 def test_files_present_at_start_are_judged_once(live: Live, tmp_path: Path) -> None:
@@ -67,7 +49,7 @@ def test_a_file_written_slowly_is_judged_when_complete(live: Live, tmp_path: Pat
     hot = folder(live, tmp_path)
     frame = defect_frame(seed=3)
     target = hot.watch / "slow.png"
-    with Running(hot):
+    with Running(hot.run):
         with target.open("wb") as f:
             step = len(frame) // 5 + 1
             for at in range(0, len(frame), step):
@@ -89,7 +71,7 @@ def test_renamed_in_and_corrupt_files(live: Live, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "moved.jpg").write_bytes(good_frame(seed=5))
-    with Running(hot):
+    with Running(hot.run):
         (hot.watch / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
         (staging / "moved.jpg").rename(hot.watch / "moved.jpg")
         wait_for(lambda: (hot.config.failed_dir / "bad.png.json").exists()
@@ -123,7 +105,7 @@ def test_the_file_waits_while_the_server_is_down(live: Live, tmp_path: Path) -> 
     hot = folder(live, tmp_path)
     live.process.stop()
     try:
-        with Running(hot):
+        with Running(hot.run):
             (hot.watch / "early.jpg").write_bytes(good_frame(seed=11))
             time.sleep(1.2)
             assert (hot.watch / "early.jpg").exists()
