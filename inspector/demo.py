@@ -2,8 +2,9 @@
 
 Steps: a small synthetic data set (`inspector.synth`), a small model trained on it by the
 `inspector train` command in a child process (so this process, the server, never imports torch),
-API keys, the server with the review pages, a mix of good and defective frames posted to two
-stations, then the URLs and keys, and serving until Ctrl-C. A second run in the same folder
+API keys, the server with the review pages (and, with the `connect` extra, its OPC UA endpoint
+and a watched hot folder), a mix of good and defective frames posted to two stations, then the
+URLs and keys, and serving until Ctrl-C. A second run in the same folder
 reuses the data set, the model, its keys (kept in `demo-keys.json`, mode 0600) and the frames
 it already posted, and starts in seconds.
 
@@ -19,6 +20,7 @@ import importlib.util
 import json
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -58,6 +60,8 @@ class DemoConfig:
     #: Model input side and synthetic image side: small, so training takes seconds on a CPU.
     image_size: int = 128
     n_train: int = 40
+    #: OPC UA endpoint port on loopback (0: no OPC UA server).
+    opcua_port: int = 4840
 
     @property
     def dataset(self) -> Path:
@@ -78,12 +82,21 @@ class DemoConfig:
         return self.data_dir / "demo-keys.json"
 
     @property
+    def opcua_file(self) -> Path:
+        return self.data_dir / "demo-opcua.json"
+
+    @property
+    def watch(self) -> Path:
+        """The hot folder: images dropped here are judged for the first station."""
+        return self.data_dir / "watch"
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
 
-def check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int, option: str = "--port") -> None:
     """Fail before the slow steps when the port is taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         # As uvicorn binds: a port whose last connections linger in TIME_WAIT after Ctrl-C is
@@ -93,7 +106,7 @@ def check_port(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             raise DemoError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                            hint="pass another --port") from exc
+                            hint=f"pass another {option}") from exc
 
 
 def move_legacy_state(cfg: DemoConfig) -> None:
@@ -153,6 +166,39 @@ def train_model(cfg: DemoConfig) -> Path:
 
 
 ROLES = ("camera", "reviewer", "admin")
+OPCUA_USER = "demo"
+
+
+def opcua_settings(cfg: DemoConfig) -> dict[str, Any]:
+    """Settings for the demo's OPC UA endpoint on loopback, with user `demo` and a password
+    kept in `demo-opcua.json` (0600); none when asyncua is missing or --opcua-port is 0."""
+    if cfg.opcua_port == 0:
+        return {}
+    if importlib.util.find_spec("asyncua") is None:
+        console.print("      no OPC UA endpoint: pip install 'inspector[opcua]' to see one")
+        return {}
+    check_port("127.0.0.1", cfg.opcua_port, "--opcua-port (0: no OPC UA)")
+    try:
+        password = str(json.loads(cfg.opcua_file.read_text(encoding="utf-8"))["password"])
+    except (OSError, ValueError, KeyError, TypeError):
+        password = secrets.token_urlsafe(12)
+        _write_private(cfg.opcua_file, json.dumps({"user": OPCUA_USER, "password": password}))
+    return {"opcua_endpoint": f"opc.tcp://127.0.0.1:{cfg.opcua_port}/inspector",
+            "opcua_users": {OPCUA_USER: password}}
+
+
+def watch_folder(cfg: DemoConfig, camera_key: str, stop: threading.Event) -> bool:
+    """Judge images dropped into the demo's hot folder (for the first station) until `stop`;
+    False when the watchdog library is missing."""
+    if importlib.util.find_spec("watchdog") is None:
+        return False
+    from inspector.connect.folder import FolderConfig, HotFolder
+
+    cfg.watch.mkdir(parents=True, exist_ok=True)
+    hot = HotFolder(FolderConfig(watch=cfg.watch, station=STATIONS[0], url=cfg.url,
+                                 key=camera_key))
+    threading.Thread(target=hot.run, args=(stop,), name="demo-hot-folder", daemon=True).start()
+    return True
 
 
 def _read_keys(path: Path) -> dict[str, str]:
@@ -257,13 +303,21 @@ def post_frames(url: str, camera_key: str, frames: list[Path],
 
 
 def banner(cfg: DemoConfig, keys: dict[str, str], verdicts: Counter[str], seconds: float,
-           earlier: int = 0) -> str:
+           earlier: int = 0, opcua: dict[str, Any] | None = None, watching: bool = False) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
     posted = f"  posted {sum(verdicts.values())} frames to {', '.join(STATIONS)}"
     posted += f": {counts}" if verdicts else ""
     if earlier:
         posted += f" ({earlier} posted by an earlier run are still there)"
     sample = next(iter(sorted((cfg.dataset / "test").glob("*/000.png"))), None)
+    line = []
+    if opcua:
+        password = opcua["opcua_users"][OPCUA_USER]
+        line.append(f"  OPC UA         {opcua['opcua_endpoint']}   (user {OPCUA_USER}, password "
+                    f"{password}; Stations/{STATIONS[0]}/LastVerdict, ...)")
+    if watching:
+        line.append(f"  hot folder     {cfg.watch}   (drop images: judged for {STATIONS[0]}, "
+                    "moved to done/ with a .json verdict)")
     return "\n".join([
         "",
         f"Inspector demo is running ({seconds:.0f} s to get here). Press Ctrl-C to stop.",
@@ -272,6 +326,7 @@ def banner(cfg: DemoConfig, keys: dict[str, str], verdicts: Counter[str], second
         f"  reviewer key   {keys['reviewer']}",
         f"  camera key     {keys['camera']}",
         f"  admin key      {keys['admin']}",
+        *line,
         posted,
         "  post one yourself:",
         f"    curl -H 'Authorization: Bearer {keys['camera']}' -H 'Content-Type: image/png' "
@@ -300,24 +355,27 @@ def run_demo(cfg: DemoConfig) -> None:
         console.print("[2/4] training a small anomaly model (under a minute on 2 CPU cores)")
         console.print(f"      model package {escape(str(train_model(cfg)))}")
     keys = make_keys(cfg)
+    opcua = opcua_settings(cfg)
     frames = demo_frames(cfg)
     done = posted_part_ids(cfg) & {part_id(i) for i in range(len(frames))}
     ref = str(MODEL)
     settings = load_settings(models_dir=cfg.models, data_dir=cfg.state, host=cfg.host,
                              port=cfg.port, stations=dict.fromkeys(STATIONS, ref),
-                             sample_passes=1.0, log_level="WARNING")
+                             sample_passes=1.0, log_level="WARNING", **opcua)
     configure_logging(settings.log_level, settings.log_format)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=cfg.host, port=cfg.port,
                                            log_config=None, access_log=False,
                                            timeout_graceful_shutdown=5,
                                            **server_options(settings)))
     console.print(f"[3/4] starting the server on {escape(cfg.url)}")
+    stop_watching = threading.Event()
 
     def when_up() -> None:
         while not server.started:
             if server.should_exit:
                 return
             time.sleep(0.05)
+        watching = watch_folder(cfg, keys["camera"], stop_watching)
         todo = len(frames) - len(done)
         console.print(f"[4/4] posting {todo} frames" + (
             f" ({len(done)} posted by an earlier run)" if done else ""))
@@ -326,10 +384,14 @@ def run_demo(cfg: DemoConfig) -> None:
         except (httpx.HTTPError, ValueError) as exc:
             console.print(f"[red]posting frames failed: {escape(str(exc))}[/red]")
             verdicts = Counter()
-        print(banner(cfg, keys, verdicts, time.monotonic() - t0, len(done)), flush=True)
+        print(banner(cfg, keys, verdicts, time.monotonic() - t0, len(done), opcua, watching),
+              flush=True)
 
     threading.Thread(target=when_up, name="demo-frames", daemon=True).start()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        stop_watching.set()
     console.print("demo stopped; run it again to continue where you left off "
                   f"(state in {escape(str(cfg.data_dir))})")

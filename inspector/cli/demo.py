@@ -19,11 +19,16 @@ def demo(
         "inspector-demo"),
     frames: Annotated[int, typer.Option(help="Frames to post once the server is up.",
                                         min=0)] = 24,
+    opcua_port: Annotated[int, typer.Option(
+        help="Port of the OPC UA endpoint on 127.0.0.1 (0: none).", min=0, max=65535)] = 4840,
 ) -> None:
     """The whole product on this machine, offline: make a small synthetic data set, train a
     model on it, start the server with the review pages, post some good and defective frames,
     print the URLs and keys, and serve until Ctrl-C.
     Needs the training extra (pip install -e ".\\[train]").
+
+    With the `connect` extra, the demo also serves an OPC UA endpoint (user `demo`, password in
+    DIR/demo-opcua.json) and judges images dropped into DIR/watch for station press-1.
 
     A first run takes well under a minute on 2 CPU cores; a second run in the same --data-dir
     reuses the data set, model, keys (DIR/demo-keys.json) and posted frames and starts in
@@ -39,6 +44,7 @@ def demo(
     from inspector.demo import DemoConfig, run_demo
 
     try:
-        run_demo(DemoConfig(data_dir=data_dir, host=host, port=port, frames=frames))
+        run_demo(DemoConfig(data_dir=data_dir, host=host, port=port, frames=frames,
+                            opcua_port=opcua_port))
     except InspectorError as exc:
         raise fail(exc) from exc
