@@ -215,8 +215,9 @@ def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> Verif
                if now[key] != raw["payload"][key]]
     if changed:
         return replace(who, status="tampered",
-                       message=f"{root}: {' and '.join(changed)} changed since signing by "
-                               f"{by}: re-sign", hint=f"check the change, then {_SIGN_HINT}")
+                       message=f"{root}: {' and '.join(changed)} changed since signing: "
+                               f"re-sign (it was signed by {by})",
+                       hint=f"check the change, then {_SIGN_HINT}")
     if trusted_key is None:
         return replace(who, status="untrusted",
                        message=f"{root}: signed by {by}, which is not a trusted key",
