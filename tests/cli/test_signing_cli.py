@@ -13,6 +13,8 @@ from tests.conftest import encode_bgr
 from tests.model_factory import make_package, part_image
 from tests.server.harness import base_env, run_cli
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
