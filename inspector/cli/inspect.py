@@ -117,8 +117,9 @@ def models_validate(
     model_dir: Annotated[Path, typer.Argument(help="Model package folder.")],
     trusted: Trusted = None,
 ) -> None:
-    """Check a package: its signature (if any), card, checksum, I/O contract, and one dummy
-    batch. A package changed since it was signed fails, as every server refuses it.
+    """Check a package: card, checksum, I/O contract, one dummy batch, and its signature.
+
+    A package changed since it was signed fails, as every server refuses it.
 
     Example: inspector models validate models/tiles/1 --trusted keys/alice.pub
     """

@@ -59,8 +59,10 @@ def keygen(
         "--encrypt", help=f"Protect the private key with a passphrase (asked for, or "
                           f"{PASSPHRASE_ENV}).")] = False,
 ) -> None:
-    """Make an Ed25519 key pair: NAME.pem (private, mode 0600: keep it secret) and NAME.pub
-    (public: list it in the servers' trusted_keys).
+    """Make an Ed25519 key pair for signing packages.
+
+    Writes NAME.pem (private, mode 0600: keep it secret) and NAME.pub (public: list it in the
+    servers' trusted_keys).
 
     Example: inspector models keygen --out ~/.inspector/keys --name alice --encrypt
     """
@@ -94,9 +96,9 @@ def sign(
         help="Who signs, shown wherever the package is listed (default: your login name).")
     ] = None,
 ) -> None:
-    """Sign a package: writes MODEL_DIR/signature.json over its card and model checksum.
+    """Sign a package: writes MODEL_DIR/signature.json.
 
-    Sign again after any change to card.json (`inspector calibrate` changes it).
+    The signature covers the card (threshold included) and the model's checksum. Sign again after any change to card.json (`inspector calibrate` changes it).
 
     Example: inspector models sign models/tiles/2 --key ~/.inspector/keys/alice.pem --signer alice
     """
@@ -145,8 +147,10 @@ def describe(v: Verification, checked: bool) -> str:
 
 
 def verify(model_dir: ModelDir, trusted: Trusted = None) -> None:
-    """Check a package's signature: exit 0 when it is intact and signed by a trusted key;
-    exit 1 saying why not (unsigned, changed since signing, untrusted key, damaged file).
+    """Check that a package is intact and signed by one of the trusted keys.
+
+    Exit 0 printing the key id and signer; exit 1 saying why not (unsigned, changed since
+    signing, untrusted key, damaged signature file).
 
     Example: inspector models verify models/tiles/2 --trusted keys/alice.pub --trusted keys/bob.pub
     """

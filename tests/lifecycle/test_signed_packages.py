@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from inspector.core.signing import sign_package
 from inspector.core.signing_keys import generate_key_pair, key_id, load_private_key
-from tests.lifecycle.conftest import RegServer, frame, start_server
+from tests.lifecycle.conftest import RegServer, frame, running
 from tests.lifecycle.packing import tar_gz
 from tests.lifecycle.test_upload import assert_error, nothing_left
 from tests.model_factory import make_package
@@ -74,14 +74,9 @@ def strict(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     keys["alice"].sign(make_package(root / "models"))
     make_package(root / "models", name="rogue")
     keys["mallory"].sign(make_package(root / "models", name="forged"))
-    server = start_server(root, {"s1": "tiny:1"}, INSPECTOR_REQUIRE_SIGNED="true",
-                          INSPECTOR_TRUSTED_KEYS=json.dumps([str(keys["alice"].pub)]))
-    try:
+    with running(request, root, {"s1": "tiny:1"}, INSPECTOR_REQUIRE_SIGNED="true",
+                 INSPECTOR_TRUSTED_KEYS=json.dumps([str(keys["alice"].pub)])) as server:
         yield server
-    finally:
-        server.process.stop()
-        if request.session.testsfailed:
-            print(f"--- server log ---\n{server.process.log()[-6000:]}")
 
 
 def test_startup_skips_unsigned_and_untrusted_packages_and_serves_the_rest(
@@ -188,14 +183,13 @@ def test_models_page_shows_the_signer_in_a_browser(strict: RegServer,
 
 
 def test_without_require_signed_only_tampered_packages_are_refused(
-        tmp_path: Path, keys: dict[str, Signer]) -> None:
+        request: pytest.FixtureRequest, tmp_path: Path, keys: dict[str, Signer]) -> None:
     """Unsigned and untrusted packages serve (shown as such); a changed one never does."""
     make_package(tmp_path / "models")
     keys["mallory"].sign(make_package(tmp_path / "models", name="other"))
     tampered(keys["alice"].sign(make_package(tmp_path / "models", name="changed")))
-    server = start_server(tmp_path, {"s1": "tiny:1"},
-                          INSPECTOR_TRUSTED_KEYS=json.dumps([str(keys["alice"].pub)]))
-    try:
+    with running(request, tmp_path, {"s1": "tiny:1"},
+                 INSPECTOR_TRUSTED_KEYS=json.dumps([str(keys["alice"].pub)])) as server:
         assert server.loaded() == ["other:1", "tiny:1"]
         assert models_entry(server, "tiny:1")["signature"] is None
         other = models_entry(server, "other:1")["signature"]
@@ -204,5 +198,3 @@ def test_without_require_signed_only_tampered_packages_are_refused(
         assert any("changed" in line and "card changed since signing" in line
                    for line in log.splitlines() if "refusing model package" in line), log
         assert f"key {keys['mallory'].key_id}" in log  # warned as untrusted
-    finally:
-        server.process.stop()
