@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     db_retry_after_s: int = Field(default=5, ge=1, le=3600)
     #: Largest model package upload (POST /v1/models), and the most it may unpack to.
     max_package_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # Signed model packages (README "Signed model packages"):
+    #: Public keys whose signatures are trusted: each entry is the path of a .pub file
+    #: (`inspector models keygen`), or an inline PEM string starting with -----BEGIN.
+    trusted_keys: list[str] = Field(default_factory=list)
+    #: Refuse unsigned packages and packages signed by a key not in trusted_keys (at startup,
+    #: upload and deploy). Packages changed after signing are refused either way.
+    require_signed: bool = False
     #: Fraction of passing frames whose image and heatmap are stored (every fail is stored).
     sample_passes: float = Field(default=0.01, ge=0.0, le=1.0)
     retention_days: float = Field(default=30.0, gt=0)
@@ -155,13 +162,6 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     #: How long a sign-in to the review pages lasts, in hours.
     session_max_age_h: float = Field(default=12.0, gt=0, le=24 * 30)
-    # --- Signed model packages (README "Signed model packages") ---
-    #: Public keys whose signatures are trusted: each entry is the path of a .pub file
-    #: (`inspector models keygen`), or an inline PEM string starting with -----BEGIN.
-    trusted_keys: list[str] = Field(default_factory=list)
-    #: Refuse unsigned packages and packages signed by a key not in trusted_keys (at startup,
-    #: upload and deploy). Packages changed after signing are refused either way.
-    require_signed: bool = False
 
     @field_validator("session_secret")
     @classmethod
