@@ -98,7 +98,8 @@ def sign(
 ) -> None:
     """Sign a package: writes MODEL_DIR/signature.json.
 
-    The signature covers the card (threshold included) and the model's checksum. Sign again after any change to card.json (`inspector calibrate` changes it).
+    The signature covers the card (threshold included) and the model's checksum: sign
+    again after any change to card.json (`inspector calibrate` changes it).
 
     Example: inspector models sign models/tiles/2 --key ~/.inspector/keys/alice.pem --signer alice
     """

@@ -32,7 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inspector.core.card import ModelCard, read_card
 from inspector.core.errors import ModelPackageError
 from inspector.core.names import utcnow
-from inspector.core.package import CARD_FILE, MODEL_FILE, open_package, sha256_file
+from inspector.core.package import (
+    CARD_FILE,
+    MODEL_FILE,
+    open_package,
+    require_folder,
+    sha256_file,
+)
 from inspector.core.signing_keys import key_id, raw_public_bytes
 from inspector.core.text import check_text
 
@@ -178,8 +184,8 @@ def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> Verif
 
     Order: the file's own integrity (schema, key id, signature over its fields), then whether
     the package still matches what was signed, then trust. Raises ModelPackageError only when
-    the package itself is unreadable (no card, no model)."""
-    path = root / SIGNATURE_FILE
+    the package itself is unreadable (not a folder, no card, no model)."""
+    path = require_folder(root) / SIGNATURE_FILE
     if not path.is_file():
         return Verification("unsigned", f"{root}: not signed (no {SIGNATURE_FILE})",
                             hint=_SIGN_HINT)

@@ -71,6 +71,8 @@ def test_round_trip_names_key_signer_and_time(signed: Path, alice: Ed25519Privat
 def test_unsigned_package(tiny_package: Path) -> None:
     v = verify_package(tiny_package, {})
     assert v.status == "unsigned" and v.key_id is None and "not signed" in v.message
+    with pytest.raises(ModelPackageError, match="not a folder"):
+        TrustPolicy({}, require_signed=True).check(tiny_package / "gone")
 
 
 def test_reindented_card_keeps_its_signature(signed: Path, alice: Ed25519PrivateKey) -> None:
