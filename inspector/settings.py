@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     db_retry_after_s: int = Field(default=5, ge=1, le=3600)
     #: Largest model package upload (POST /v1/models), and the most it may unpack to.
     max_package_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # Signed model packages (README "Signed model packages"):
+    #: Public keys whose signatures are trusted: each entry is the path of a .pub file
+    #: (`inspector models keygen`), or an inline PEM string starting with -----BEGIN.
+    trusted_keys: list[str] = Field(default_factory=list)
+    #: Refuse unsigned packages and packages signed by a key not in trusted_keys (at startup,
+    #: upload and deploy). Packages changed after signing are refused either way.
+    require_signed: bool = False
     #: Fraction of passing frames whose image and heatmap are stored (every fail is stored).
     sample_passes: float = Field(default=0.01, ge=0.0, le=1.0)
     retention_days: float = Field(default=30.0, gt=0)
@@ -178,6 +185,19 @@ class Settings(BaseSettings):
             raise ValueError("session_secret must be at least 32 characters; leave it unset to "
                              "have one generated, or use `python -c 'import secrets; "
                              "print(secrets.token_hex(32))'`")
+        return v
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _readable_trusted_keys(cls, v: list[str]) -> list[str]:
+        """Every entry must be a readable Ed25519 public key: a typo fails at startup, not as
+        every signed package refused later."""
+        from inspector.core.signing_keys import SigningKeyError, read_trusted
+
+        try:
+            read_trusted(v)
+        except SigningKeyError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @classmethod
@@ -226,6 +246,9 @@ class Settings(BaseSettings):
                 "could post frames and read records. Keep auth on and create keys with "
                 "`inspector keys create --role camera`, or bind to 127.0.0.1"
             )
+        if self.require_signed and not self.trusted_keys:
+            raise ValueError("require_signed=true needs at least one public key in "
+                             "trusted_keys, or every model package would be refused")
         names = [w.name for w in self.webhooks]
         if len(names) != len(set(names)):
             raise ValueError(f"webhook names must be unique, got {names}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from inspector.cli import bench, connect, dataset, demo, inspect, model, serve
+from inspector.cli import bench, connect, dataset, demo, inspect, model, serve, signing
 
 app = typer.Typer(
     name="inspector",
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.command()(inspect.inspect)
 inspect.models_app.command("validate")(inspect.models_validate)
+inspect.models_app.command("keygen")(signing.keygen)
+inspect.models_app.command("sign")(signing.sign)
+inspect.models_app.command("verify")(signing.verify)
 app.add_typer(inspect.models_app, name="models")
 app.command("evaluate")(model.evaluate_cmd)
 app.command("calibrate")(model.calibrate_cmd)

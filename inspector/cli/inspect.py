@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from inspector.cli.errors import error_line, fail
+from inspector.cli.signing import Trusted, checked_signature, describe
 from inspector.core.datasets import walk_images
 from inspector.core.errors import InspectorError
 
@@ -114,13 +115,18 @@ def inspect(
 
 def models_validate(
     model_dir: Annotated[Path, typer.Argument(help="Model package folder.")],
+    trusted: Trusted = None,
 ) -> None:
-    """Check a package: card, checksum, I/O contract, and one dummy batch.
+    """Check a package: card, checksum, I/O contract, one dummy batch, and its signature.
 
-    Example: inspector models validate models/tiles/1
+    A package changed since it was signed fails, as every server refuses it.
+
+    Example: inspector models validate models/tiles/1 --trusted keys/alice.pub
     """
+    signature = checked_signature(model_dir, trusted)
     card = load_detector(model_dir, "cpu").card
     print(
         f"ok: {card.ref} ({card.kind}) input {card.input.width}x{card.input.height} "
         f"{card.input.resize}, threshold {card.threshold.value:.4f} ({card.threshold.method})"
     )
+    print(describe(signature, checked=bool(trusted)))

@@ -141,6 +141,9 @@ def calibrate_cmd(
 ) -> None:
     """Choose the threshold on data and rewrite only card.json (the ONNX file is untouched).
 
+    A signed package must be signed again afterwards (`inspector models sign`): its
+    signature covers the card.
+
     auto: target_escape when --target-escape is given, best F1 when the data has defects,
     else target_frr on the good images.
 
@@ -165,12 +168,24 @@ def calibrate_cmd(
         raise fail(exc) from exc
     value, chosen, card = spec.value, spec.method, detector.card
     write_card(card.model_copy(update={"threshold": spec}), detector.package.card_path)
+    _warn_signature_stale(detector.package.root)
     frr = float(np.mean(s[~y] >= value)) if (~y).any() else float("nan")
     esc = float(np.mean(s[y] < value)) if y.any() else float("nan")
     print(
         f"threshold {card.threshold.value:.6g} -> {value:.6g} ({chosen}); on this data: "
         f"false-reject rate {frr:.4f}, escape rate {esc:.4f}"
     )
+
+
+def _warn_signature_stale(root: Path) -> None:
+    """A new threshold changes card.json, so the package's signature no longer matches it:
+    servers refuse the package until someone who holds a trusted key signs it again."""
+    from inspector.core.signing import SIGNATURE_FILE
+
+    if (root / SIGNATURE_FILE).is_file():
+        typer.echo(f"warning: {root / SIGNATURE_FILE} no longer matches the new card.json: "
+                   f"servers refuse this package until it is re-signed: inspector models sign "
+                   f"{root} --key KEY.pem", err=True)
 
 
 def _held_out(detector: Detector, ds: Dataset, which: str, quiet: bool = False) -> list[Sample]:

@@ -66,13 +66,19 @@ class ModelPackage:
         return list(OUTPUT_NAMES[self.card.kind])
 
 
-def open_package(root: Path | str) -> ModelPackage:
-    """Read the card and verify the checksum; does not start a session."""
+def require_folder(root: Path | str) -> Path:
+    """`root` as a Path, or ModelPackageError when it is not a folder."""
     root = Path(root)
     if not root.is_dir():
         raise ModelPackageError(
             f"{root}: not a folder", hint="pass a package folder models/<name>/<version>/"
         )
+    return root
+
+
+def open_package(root: Path | str) -> ModelPackage:
+    """Read the card and verify the checksum; does not start a session."""
+    root = require_folder(root)
     onnx_path = root / MODEL_FILE
     if not onnx_path.is_file():
         raise ModelPackageError(f"{onnx_path}: model.onnx is missing")

@@ -16,12 +16,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.core.names import ModelRef
 from inspector.core.pipeline import Detector
+from inspector.core.signing import Verification
 from inspector.lifecycle import uploads
 from inspector.lifecycle.archive import storage_error
 from inspector.lifecycle.errors import (
@@ -131,10 +133,10 @@ class Deployer:
                 deployments.register_model_version, self.db, name=card.name,
                 version=card.version, kind=card.kind, sha256=card.onnx_sha256,
                 card_json=card.model_dump_json(), path=str(detector.package.root))
-            return self._serve(detector)
+            return self._serve(detector, staged.signature)
 
-    def _serve(self, detector: Detector) -> ServedModel:
-        served = self.registry.adopt(detector)
+    def _serve(self, detector: Detector, signature: Verification | None) -> ServedModel:
+        served = self.registry.adopt(detector, signature)
         served.batcher.start()
         self.metrics.track_queue(served.ref, lambda: served.admission.in_flight)
         return served
@@ -155,9 +157,9 @@ class Deployer:
             if path is None and not folder.is_dir():
                 raise NotFoundError(f"model {ref} is not installed",
                                     hint="upload it first with POST /v1/models") from exc
-            detector = await asyncio.to_thread(Detector.load, path or folder,
-                                               reg.runtime_options(), self.settings.max_pixels)
-            full = self._serve(detector).ref
+            # The trust policy again: the files may have changed since they were installed.
+            loaded = await asyncio.to_thread(reg.open_verified, Path(path) if path else folder)
+            full = self._serve(*loaded).ref
         task = self._retiring.pop(full, None)
         if task is not None:
             task.cancel()

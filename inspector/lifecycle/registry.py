@@ -1,8 +1,9 @@
 """The models this server serves and which one answers each station.
 
 Packages are found under the models folder (`<name>/<version>/`, `<name>/` or the folder
-itself). Each is fully verified (card, checksum, I/O contract, a test run); an invalid one is
-refused with one clear log line and the rest serve. Stations map to models by, in order: the
+itself). Each is fully verified (its signature against the trust policy, then card, checksum,
+I/O contract, a test run); an invalid one is refused with one clear log line and the rest
+serve. Stations map to models by, in order: the
 current deployment in the database, the `stations` setting, `default_model`, and finally the
 only loaded model when there is exactly one (that one keeps answering when more are uploaded).
 A station may also have a shadow model (`shadows`), which judges the same frames on the side.
@@ -30,6 +31,8 @@ from inspector.core.runtime import (
     plan_threads,
     uses_gpu,
 )
+from inspector.core.signing import TrustPolicy, Verification
+from inspector.core.signing_keys import read_trusted
 from inspector.lifecycle.batcher import Admission, MicroBatcher
 from inspector.lifecycle.errors import UnknownStationError
 from inspector.settings import Settings
@@ -67,6 +70,8 @@ class ServedModel:
     batcher: MicroBatcher[PreparedFrame, Judgement]
     admission: Admission
     executor: ThreadPoolExecutor = field(repr=False)
+    #: Who signed the package, as checked when it was loaded.
+    signature: Verification | None = None
 
 
 class ModelRegistry:
@@ -115,16 +120,30 @@ class ModelRegistry:
                               intra_op_threads=self.threads.intra_op_threads,
                               max_batch=max(s.max_batch, 1), allow_spinning=s.ort_spinning)
 
+    @functools.cached_property
+    def trust(self) -> TrustPolicy:
+        """Which signatures this server accepts (settings trusted_keys, require_signed)."""
+        s = self.settings
+        return TrustPolicy(read_trusted(s.trusted_keys), s.require_signed)
+
+    def open_verified(self, path: Path) -> tuple[Detector, Verification]:
+        """Check the package's signature against the trust policy, then verify and load it
+        (blocking). Raises InspectorError (ModelPackageError) for a refused package."""
+        signature = self.trust.check(path)
+        if signature.status == "untrusted":
+            log.warning("%s (served: require_signed is off)", signature.message)
+        detector = Detector.load(path, self.runtime_options(), limits=self.decode_limits)
+        return detector, signature
+
     def load_package(self, path: Path) -> ServedModel:
         """Verify and load one package (blocking). The caller starts its batcher on the event
         loop (`served.batcher.start()`) before routing stations to it. Raises InspectorError
         (ModelPackageError) for an invalid package or a name:version already loaded."""
-        detector = Detector.load(path, self.runtime_options(), limits=self.decode_limits)
-        return self.adopt(detector)
+        return self.adopt(*self.open_verified(path))
 
-    def adopt(self, detector: Detector) -> ServedModel:
-        """Serve an already verified detector (an upload validated in staging); same contract
-        as `load_package`."""
+    def adopt(self, detector: Detector, signature: Verification | None = None) -> ServedModel:
+        """Serve an already verified detector (an upload validated in staging, with its
+        checked signature); same contract as `load_package`."""
         if detector.limits != self.decode_limits:  # uploads are staged with max_pixels only
             detector = detector.with_limits(self.decode_limits)
         ref = detector.card.ref
@@ -135,6 +154,7 @@ class ModelRegistry:
                 hint="give the new package another version",
             )
         served = self._serve(ref, detector)
+        served.signature = signature
         if not self.models and not self.settings.stations and self.implicit_ref is None:
             self.implicit_ref = ref
         self.models[ref] = served

@@ -6,7 +6,24 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from inspector.core.signing import Verification
 from inspector.lifecycle.deployer import StationState
+
+
+class SignatureOut(BaseModel):
+    """Who signed a package (README "Signed model packages"); null where it is unsigned."""
+
+    key_id: str
+    signer: str
+    signed_at: datetime
+    #: Whether key_id is in this server's trusted_keys (false only while require_signed is off).
+    trusted: bool
+
+    @classmethod
+    def of(cls, v: Verification | None) -> SignatureOut | None:
+        if v is None or v.key_id is None or v.signer is None or v.signed_at is None:
+            return None
+        return cls(key_id=v.key_id, signer=v.signer, signed_at=v.signed_at, trusted=v.trusted)
 
 
 class UploadOut(BaseModel):
@@ -24,6 +41,7 @@ class UploadOut(BaseModel):
     unpacked_bytes: int
     #: One synthetic frame through resize, inference, verdict and heatmap.
     smoke_ms: float
+    signature: SignatureOut | None
 
 
 class StationOut(BaseModel):

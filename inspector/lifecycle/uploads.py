@@ -2,7 +2,8 @@
 
 An upload lands in `<models_dir>/.uploads/<random>/` (same file system as the models, so the
 final move is an atomic rename), is unpacked with `archive.extract`, and is validated the way
-the server loads any package (card, checksum, I/O contract, a test batch) plus one synthetic
+the server loads any package (signature against the trust policy, card, checksum, I/O
+contract, a test batch) plus one synthetic
 frame through the whole pipeline (resize, inference, verdict, heatmap overlay). Only then is it
 moved to `<models_dir>/<name>/<version>/`.
 """
@@ -24,6 +25,7 @@ from inspector.core.errors import ModelPackageError
 from inspector.core.package import CARD_FILE, ModelPackage
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions
+from inspector.core.signing import TrustPolicy, Verification
 from inspector.lifecycle.archive import Limits, extract
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class StagedPackage:
     detector: Detector
     unpacked_bytes: int
     smoke_ms: float
+    signature: Verification | None = None
 
     @property
     def ref(self) -> str:
@@ -96,10 +99,12 @@ def stage(
     options: RuntimeOptions,
     max_pixels: int,
     precheck: Callable[[str, str, str | None], None] | None = None,
+    trust: TrustPolicy | None = None,
 ) -> StagedPackage:
     """Unpack and validate an uploaded archive (blocking). Raises InspectorError subclasses:
     ArchiveError / UnsupportedMediaTypeError / PayloadTooLargeError for the archive,
-    ModelPackageError for the package, and whatever `precheck(name, version, sha256)` raises
+    ModelPackageError for the package (PackageSignatureError when `trust` refuses it, checked
+    before ONNX Runtime reads the model), and whatever `precheck(name, version, sha256)` raises
     (it runs on the card before the expensive checks, e.g. to refuse a duplicate early)."""
     tree = workdir / "tree"
     nbytes = extract(archive, tree, limits)
@@ -108,9 +113,10 @@ def stage(
     if precheck is not None:
         card = read_card(root / CARD_FILE)
         precheck(card.name, card.version, card.onnx_sha256)
+    signature = trust.check(root) if trust is not None else None
     detector = Detector.load(root, options, max_pixels)
     smoke_ms = smoke_run(detector)
-    return StagedPackage(workdir, root, detector, nbytes, smoke_ms)
+    return StagedPackage(workdir, root, detector, nbytes, smoke_ms, signature)
 
 
 def install(staged: StagedPackage, models_dir: Path) -> Detector:

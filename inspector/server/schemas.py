@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from inspector.core.errors import InvalidTextError
 from inspector.core.names import DEFECT_TYPE_PATTERN, NAME_PATTERN
 from inspector.core.text import check_text
+from inspector.lifecycle.schemas import SignatureOut
 from inspector.store.models import Inspection, Review
 
 if TYPE_CHECKING:
@@ -173,6 +174,8 @@ class ModelOut(BaseModel):
     threshold: float
     provider: str
     stations: list[str]
+    #: Who signed the package (checked at load); null for an unsigned package.
+    signature: SignatureOut | None
 
 
 class ModelsOut(BaseModel):

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from inspector.ui import review_pages, signin, station_pages
+from inspector.ui import model_pages, review_pages, signin, station_pages
 from inspector.ui.web import SignInRequired, signin_required
 
 STATIC = Path(__file__).with_name("static")
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 router.include_router(signin.router)
 router.include_router(review_pages.router)
 router.include_router(station_pages.router)
+router.include_router(model_pages.router)
 
 
 @router.get("/static/{name}")

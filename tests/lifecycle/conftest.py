@@ -6,6 +6,7 @@ of gray level L scores about L/255: tests choose scores by choosing levels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -89,17 +90,25 @@ def start_server(root: Path, stations: dict[str, str], **extra: str) -> RegServe
     return RegServer(server.url, keys, server, models, root / "data")
 
 
-@pytest.fixture(scope="module")
-def reg(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[RegServer]:
-    root = tmp_path_factory.mktemp("registry")
-    server = start_server(root, {"s1": "tiny:1"}, INSPECTOR_MAX_PACKAGE_BYTES="400000")
+@contextlib.contextmanager
+def running(request: pytest.FixtureRequest, root: Path, stations: dict[str, str],
+            **extra: str) -> Iterator[RegServer]:
+    """`start_server` for a fixture: stopped afterwards, its log shown when a test failed."""
+    server = start_server(root, stations, **extra)
     try:
         yield server
     finally:
         server.process.stop()
         if request.session.testsfailed:
             print(f"--- server log ---\n{server.process.log()[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def reg(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[RegServer]:
+    root = tmp_path_factory.mktemp("registry")
+    with running(request, root, {"s1": "tiny:1"}, INSPECTOR_MAX_PACKAGE_BYTES="400000") as server:
+        yield server
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from inspector.lifecycle.errors import (
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
-from inspector.lifecycle.schemas import ShadowReport, StationOut, UploadOut
+from inspector.lifecycle.schemas import ShadowReport, SignatureOut, StationOut, UploadOut
 from inspector.lifecycle.shadow_report import build_report
 from inspector.server.deps import AdminDep, ReaderDep, Services, ServicesDep
 from inspector.server.errors import error_responses
@@ -98,14 +98,15 @@ async def _save_body(request: Request, target: FsPath, limit: int) -> None:
         409: "That name:version exists already",
         413: "Archive over max_package_bytes",
         415: "Not a zip or tar archive",
-        422: "Invalid package (card, checksum, I/O contract, test run)",
+        422: "Invalid package (card, checksum, I/O contract, test run), or refused for its "
+             "signature (changed since signing; with require_signed: unsigned or untrusted)",
         503: "The registry or the database is unavailable (see Retry-After)"}),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep) -> UploadOut:
-    """Unpack safely, validate (card, checksum, I/O contract, a test frame through the
-    pipeline), store under the models folder as `<name>/<version>/`, record and load it. It
-    answers no station until deployed.
+    """Unpack safely, validate (signature against trusted_keys and require_signed, card,
+    checksum, I/O contract, a test frame through the pipeline), store under the models folder
+    as `<name>/<version>/`, record and load it. It answers no station until deployed.
 
     Example: `tar czf pkg.tar.gz -C models/parts 2 && curl -X POST -H 'Authorization: Bearer
     ADMIN' -H 'Content-Type: application/gzip' --data-binary @pkg.tar.gz
@@ -122,7 +123,8 @@ async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep
         await _save_body(request, archive, s.max_package_bytes)
         staged = await asyncio.to_thread(
             uploads.stage, archive, work, Limits(s.max_package_bytes),
-            services.registry.runtime_options(), s.max_pixels, deployer.check_new)
+            services.registry.runtime_options(), s.max_pixels, deployer.check_new,
+            services.registry.trust)
         served = await deployer.install(staged)
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
@@ -132,7 +134,7 @@ async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep
         input_height=card.input.height, threshold=card.threshold.value,
         onnx_sha256=card.onnx_sha256, path=str(served.detector.package.root),
         provider=served.detector.model.provider, unpacked_bytes=staged.unpacked_bytes,
-        smoke_ms=round(staged.smoke_ms, 3),
+        smoke_ms=round(staged.smoke_ms, 3), signature=SignatureOut.of(served.signature),
     )
 
 
