@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "bench": {"core"},
     "connect": {"core", "settings"},
     "opcua": {"store", "core", "settings"},
-    "demo": {"app", "server", "synth", "store", "core", "settings"},
+    "demo": {"app", "server", "connect", "synth", "store", "core", "settings"},
     "cli": {"app", "connect", "opcua", "demo", "bench", "synth", "progress", "evaluation",
             "report", "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
 }
