@@ -31,8 +31,20 @@ def settings_or_exit(config: Path | None, **overrides: Any) -> Any:
 
     try:
         return load_settings(config, **overrides)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise fail(f"invalid settings: {settings_problems(exc)}") from exc
+    except ValueError as exc:
         raise fail(f"invalid settings: {exc}") from exc
+
+
+def settings_problems(exc: Any) -> str:
+    """A settings ValidationError as `field: message; ...`, without the values given: those
+    may be passwords and secrets (opcua_users, webhooks), and a log keeps this line."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 def _database(config: Path | None, data_dir: Path | None, database_url: str | None) -> Any:

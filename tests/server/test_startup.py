@@ -97,3 +97,18 @@ def test_settings_refuse_unsafe_values() -> None:
         Settings(mqtt_url="http://broker")
     with pytest.raises(ValidationError):
         Settings(line="line/1")
+
+
+def test_a_settings_error_names_the_field_but_never_echoes_a_secret(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "d", INSPECTOR_WEBHOOKS=json.dumps(
+        [{"name": "mes", "url": "ftp://mes.local/hook", "secret": "hunter2-short"}]),
+        INSPECTOR_OPCUA_ENDPOINT="opc.tcp://127.0.0.1:4999/inspector",
+        INSPECTOR_OPCUA_USERS=json.dumps({"plc": "pw-tiny"}))
+    out = run_cli(["serve"], env, check=False)
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip()
+    assert line.startswith("error: invalid settings: ") and "\n" not in line, line
+    assert "webhooks.0.secret: webhook secret must be at least 16 characters" in line
+    assert "webhooks.0.url:" in line and "opcua_users:" in line
+    for secret in ("hunter2-short", "pw-tiny"):
+        assert secret not in out.stderr + out.stdout
