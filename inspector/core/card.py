@@ -96,8 +96,9 @@ class PrecisionParity(_Strict):
     n_images: int = Field(ge=1)
     max_abs_diff_score: float
     max_abs_diff_map: float
-    #: Largest |score| of the fp32 graph: the scale the tolerance is relative to.
+    #: Largest |score| and |map value| of the fp32 graph: the tolerance is relative to these.
     score_scale: float
+    map_scale: float
     tolerance: float
     #: Images judged differently at the card's threshold (0 for a package that was written).
     verdict_flips: int = Field(ge=0)
