@@ -140,27 +140,6 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
     return q[49], q[94], q[98]
 
 
-def gpu_memory_mib(pid: int | None = None) -> float | None:
-    """GPU memory held by this process according to nvidia-smi; None without one."""
-    import os
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-compute-apps=pid,used_memory",
-                              "--format=csv,noheader,nounits"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    mine = str(pid or os.getpid())
-    used = [float(m) for p, _, m in (ln.partition(",") for ln in out.splitlines())
-            if p.strip() == mine and m.strip().replace(".", "", 1).isdigit()]
-    return sum(used) if used else None
-
-
 def bench_in_process(
     model_dir: Path, blobs: list[bytes], batch: int, seconds: float,
     providers: str = "auto", progress: Callable[[str], None] | None = None,
@@ -172,6 +151,7 @@ def bench_in_process(
     and `engine_cache_dir` the same across runs: on TensorRT they make the engine, built once
     and then read from the cache."""
     from inspector.core.pipeline import Detector
+    from inspector.core.providers import gpu_memory_mib
     from inspector.core.runtime import RuntimeOptions
 
     # One loop: ONNX Runtime's defaults (all cores, spinning threads). Several loops: no

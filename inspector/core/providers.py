@@ -19,6 +19,8 @@ import functools
 import logging
 import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -79,6 +81,24 @@ def gpu_name(device_id: int = 0) -> str | None:
     if lib.cuDeviceGetName(buf, len(buf), dev) != 0:
         return None
     return buf.value.decode("utf-8", "replace").strip() or None
+
+
+def gpu_memory_mib(pid: int | None = None) -> float | None:
+    """GPU memory held by a process (this one by default) according to nvidia-smi, in MiB;
+    None without nvidia-smi or when the process holds none."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-compute-apps=pid,used_memory",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    mine = str(pid or os.getpid())
+    used = [float(m) for p, _, m in (ln.partition(",") for ln in out.splitlines())
+            if p.strip() == mine and m.strip().replace(".", "", 1).isdigit()]
+    return sum(used) if used else None
 
 
 def _format_trt_version(v: int) -> str:
