@@ -2,8 +2,9 @@
 
 In-process: decode + resize + ONNX Runtime, one thread, at batch 1 and batch 8 (and 32 on a
 GPU): what the model can do on this machine, with the time per image split into decoding,
-inference and host<->device copies, and the provider that ran it. Server: N concurrent clients posting real image files, each waiting
-for its answer before posting the next (what a line of cameras sees).
+inference and host<->device copies, and the provider that ran it. Server: N concurrent clients
+posting real image files, each waiting for its answer before posting the next (what a line of
+cameras sees).
 """
 
 from __future__ import annotations

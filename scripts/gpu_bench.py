@@ -30,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,7 +85,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, object]:
+def ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
     """/readyz once it answers 200 (TensorRT may build engines first: minutes)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -100,8 +101,8 @@ def ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str
     raise SystemExit(f"the server was not ready within {timeout_s:.0f} s")
 
 
-def serve_and_bench(model: Path, frames: Path, provider: str, state: Path, args: argparse.Namespace
-                    ) -> tuple[dict[str, object], dict[str, object]]:
+def serve_and_bench(model: Path, frames: Path, provider: str, state: Path,
+                    args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """`inspector serve` on `provider`, N clients posting JPEGs; (/readyz, bench result)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INSPECTOR_PROVIDERS": provider,
@@ -125,7 +126,7 @@ def serve_and_bench(model: Path, frames: Path, provider: str, state: Path, args:
     return readyz, result
 
 
-def machine() -> dict[str, object]:
+def machine() -> dict[str, Any]:
     import onnxruntime
 
     probe = DeviceProbe.detect()
@@ -134,7 +135,7 @@ def machine() -> dict[str, object]:
             "python": platform.python_version(), "cpu_cores": os.cpu_count()}
 
 
-def table(rows: list[dict[str, object]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     """The figures as a markdown table."""
     head = ("| provider | run | images/s | p50 ms | p99 ms | decode ms/img | infer ms/img "
             "| copy ms/img | GPU MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -180,9 +181,10 @@ def main() -> None:
     providers = args.providers or (["tensorrt", "cuda"] if gpu else ["cpu"])
     info = machine()
     print(f"machine: {json.dumps(info)}", flush=True)
-    rows: list[dict[str, object]] = []
-    report: dict[str, object] = {"machine": info, "model": str(model), "smoke": args.smoke,
-                                 "runs": {}}
+    rows: list[dict[str, Any]] = []
+    runs: dict[str, Any] = {}
+    report: dict[str, Any] = {"machine": info, "model": str(model), "smoke": args.smoke,
+                              "runs": runs}
     for provider in providers:
         state = work / f"state-{provider}"
         print(f"{provider}: in-process batch 1/8/32 ...", flush=True)
@@ -193,12 +195,12 @@ def main() -> None:
         print(f"{provider}: inspector serve + {args.clients} clients ...", flush=True)
         readyz, served = serve_and_bench(model, frames, provider, state, args)
         server_run = served["results"][0]
-        server_run["provider"] = next(iter(readyz.get("providers", {}).values()),  # type: ignore[union-attr]
-                                      {}).get("provider", provider)
+        served_by = next(iter(readyz.get("providers", {}).values()), {})
+        server_run["provider"] = served_by.get("provider", provider)
         for r in [*raw["results"], server_run]:
             rows.append({**r, "provider": r.get("provider") or provider})
-        report["runs"][provider] = {"in_process": raw, "server": served,  # type: ignore[index]
-                                    "readyz_providers": readyz.get("providers")}
+        runs[provider] = {"in_process": raw, "server": served,
+                          "readyz_providers": readyz.get("providers")}
     report["host_gpu_memory_mib_after"] = gpu_memory_mib()
     print()
     print(table(rows))

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
 ProviderKind = Literal["tensorrt", "cuda", "cpu"]
+#: What ONNX Runtime's `providers=` takes: a name, or a name with its options.
+Provider = str | tuple[str, dict[str, str]]
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -174,7 +176,7 @@ class ProviderPlan:
 
     kind: ProviderKind
     reason: str
-    providers: list[str | tuple[str, dict[str, str]]]
+    providers: list[Provider]
     #: Where this model's TensorRT engines live (None unless kind is tensorrt with a cache).
     engine_cache: Path | None = None
 
@@ -228,7 +230,7 @@ def plan_providers(
     best this machine can start; an explicit choice it cannot start falls back with a reason
     (and the caller's log line), never with ONNX Runtime's own error."""
     probe = probe or DeviceProbe.detect(device_id)
-    cpu = [CPU_EP]
+    cpu: list[Provider] = [CPU_EP]
     if choice == "cpu":
         return ProviderPlan("cpu", "cpu: providers=cpu asked for", cpu)
     if probe.cuda_devices <= 0:

@@ -66,7 +66,7 @@ def test_a_graph_that_fp16_cannot_hold_is_refused_and_nothing_is_written(
             node.attribute[0].t.CopyFrom(onnx.helper.make_tensor("k255", 1, [], [2.55e8]))
     src = make_package(tmp_path / "models", graph=graph, threshold=1e-7)
     out = tmp_path / "models" / "tiny" / "1-fp16"
-    with pytest.raises(ExportError, match="scores differ by up to .* maps differ"):
+    with pytest.raises(ExportError, match=r"scores differ by up to .* maps differ"):
         export_fp16(src, out)
     assert not out.exists() and sorted(p.name for p in out.parent.iterdir()) == ["1"]
 

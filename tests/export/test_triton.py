@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -36,7 +37,8 @@ def pb2() -> ModuleType:
     return model_config_pb2()
 
 
-def parse(pb2: ModuleType, folder: Path):  # noqa: ANN201 - a protobuf message
+def parse(pb2: ModuleType, folder: Path) -> Any:
+    """config.pbtxt as Triton's ModelConfig message."""
     from google.protobuf import text_format
 
     return text_format.Parse((folder / "config.pbtxt").read_text(), pb2.ModelConfig())
