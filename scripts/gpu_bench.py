@@ -23,17 +23,18 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_server import free_port, wait_ready  # noqa: E402
 
 from inspector import bench  # noqa: E402
 from inspector.core.providers import DeviceProbe, gpu_memory_mib  # noqa: E402
@@ -79,26 +80,11 @@ def write_frames(folder: Path, n: int) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+def readyz(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
     """/readyz once it answers 200 (TensorRT may build engines first: minutes)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}; see its log")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return dict(json.loads(r.read()))
-        except OSError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"the server was not ready within {timeout_s:.0f} s")
+    wait_ready(url, proc, timeout_s)
+    with urllib.request.urlopen(f"{url}/readyz", timeout=10) as r:
+        return dict(json.loads(r.read()))
 
 
 def serve_and_bench(model: Path, frames: Path, provider: str, state: Path,
@@ -115,7 +101,7 @@ def serve_and_bench(model: Path, frames: Path, provider: str, state: Path,
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             url = f"http://127.0.0.1:{port}"
-            readyz = ready(url, proc, args.ready_timeout)
+            ready = readyz(url, proc, args.ready_timeout)
             result = json.loads(run_cli([
                 "bench", "--server", url, "--images", str(frames), "--clients",
                 str(args.clients), "--seconds", str(args.seconds), "--warmup",
@@ -123,7 +109,7 @@ def serve_and_bench(model: Path, frames: Path, provider: str, state: Path,
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    return readyz, result
+    return ready, result
 
 
 def machine() -> dict[str, Any]:
@@ -193,14 +179,14 @@ def main() -> None:
             "--batch", "1", "--batch", "8", "--batch", "32", "--seconds", str(args.seconds),
             "--data-dir", str(state), "--json"]))
         print(f"{provider}: inspector serve + {args.clients} clients ...", flush=True)
-        readyz, served = serve_and_bench(model, frames, provider, state, args)
+        ready_body, served = serve_and_bench(model, frames, provider, state, args)
         server_run = served["results"][0]
-        served_by = next(iter(readyz.get("providers", {}).values()), {})
+        served_by: dict[str, Any] = next(iter(ready_body.get("providers", {}).values()), {})
         server_run["provider"] = served_by.get("provider", provider)
         for r in [*raw["results"], server_run]:
             rows.append({**r, "provider": r.get("provider") or provider})
         runs[provider] = {"in_process": raw, "server": served,
-                          "readyz_providers": readyz.get("providers")}
+                          "readyz_providers": ready_body.get("providers")}
     report["host_gpu_memory_mib_after"] = gpu_memory_mib()
     print()
     print(table(rows))
