@@ -1,8 +1,10 @@
 """Throughput and latency: a model package in-process, and a running server over HTTP.
 
-In-process: decode + resize + ONNX Runtime, one thread, at batch 1 and batch 8 (what the model
-can do on this machine). Server: N concurrent clients posting real image files, each waiting
-for its answer before posting the next (what a line of cameras sees).
+In-process: decode + resize + ONNX Runtime, one thread, at batch 1 and batch 8 (and 32 on a
+GPU): what the model can do on this machine, with the time per image split into decoding,
+inference and host<->device copies, and the provider that ran it. Server: N concurrent clients
+posting real image files, each waiting for its answer before posting the next (what a line of
+cameras sees).
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class Result:
     #: status -> the first answer's message for it (the server's error message and hint, or
     #: the connection error), so a failed run says why.
     error_messages: dict[str, str] = field(default_factory=dict)
+    #: In-process runs: the provider that ran the model (tensorrt, cuda, cpu) and why.
+    provider: str | None = None
+    provider_reason: str | None = None
+    #: Milliseconds per image: decode + resize, inference (compute), host<->device copies
+    #: (0 on the CPU, where the session reads the host batch directly).
+    decode_ms: float | None = None
+    infer_ms: float | None = None
+    copy_ms: float | None = None
+    #: GPU memory this process held at the end of the run (nvidia-smi), in MiB.
+    gpu_memory_mib: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -132,22 +144,28 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
 def bench_in_process(
     model_dir: Path, blobs: list[bytes], batch: int, seconds: float,
     providers: str = "auto", progress: Callable[[str], None] | None = None,
-    workers: int = 1, intra_op_threads: int = 0,
+    workers: int = 1, intra_op_threads: int = 0, max_batch: int = 8,
+    engine_cache_dir: Path | None = None,
 ) -> Result:
     """Decode + infer at a fixed batch size for about `seconds`, in `workers` threads that
-    share one session (each thread: decode its frames, run them, repeat)."""
+    share one session (each thread: decode its frames, run them, repeat). Keep `max_batch`
+    and `engine_cache_dir` the same across runs: on TensorRT they make the engine, built once
+    and then read from the cache."""
     from inspector.core.pipeline import Detector
+    from inspector.core.providers import gpu_memory_mib
     from inspector.core.runtime import RuntimeOptions
 
     # One loop: ONNX Runtime's defaults (all cores, spinning threads). Several loops: no
     # spinning, as in the server, or idle spinners would take the other loops' cores.
-    options = RuntimeOptions(providers=providers, max_batch=max(batch, 8),  # type: ignore[arg-type]
-                             intra_op_threads=intra_op_threads,
-                             allow_spinning=workers == 1)
+    options = RuntimeOptions(providers=providers,  # type: ignore[arg-type]
+                             max_batch=max(batch, max_batch), intra_op_threads=intra_op_threads,
+                             allow_spinning=workers == 1, engine_cache_dir=engine_cache_dir)
     detector = Detector.load(model_dir, options)
     for i in range(3):  # warm up every batch shape once
         detector.infer([detector.prepare_bytes(blobs[(i + k) % len(blobs)]) for k in range(batch)])
     latencies: list[list[float]] = [[] for _ in range(workers)]
+    decode_ms = [0.0] * workers
+    detector.model.stats.reset()
     start = time.perf_counter()
 
     def loop(w: int) -> None:
@@ -155,6 +173,7 @@ def bench_in_process(
         while time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
             frames = [detector.prepare_bytes(blobs[(i + k) % len(blobs)]) for k in range(batch)]
+            decode_ms[w] += (time.perf_counter() - t0) * 1000
             detector.infer(frames)
             latencies[w].append((time.perf_counter() - t0) * 1000)
             i += batch * workers
@@ -170,12 +189,19 @@ def bench_in_process(
     elapsed = time.perf_counter() - start
     done = sum(len(x) for x in latencies) * batch
     p50, p95, p99 = percentiles([ms for x in latencies for ms in x])
+    model = detector.model
     name = f"in-process batch {batch}"
     if workers > 1:
         name += f", {workers} threads x {intra_op_threads or 'auto'} ORT threads"
     if progress:
-        progress(f"{name}: {done / elapsed:.1f} images/s")
-    return Result(name, done, elapsed, done / elapsed, p50, p95, p99)
+        progress(f"{name}: {done / elapsed:.1f} images/s on {model.kind}")
+    per = max(model.stats.images, 1)
+    return Result(name, done, elapsed, done / elapsed, p50, p95, p99,
+                  provider=model.kind, provider_reason=model.provider_reason,
+                  decode_ms=sum(decode_ms) / max(done, 1),
+                  infer_ms=model.stats.compute_ms / per,
+                  copy_ms=(model.stats.copy_in_ms + model.stats.copy_out_ms) / per,
+                  gpu_memory_mib=gpu_memory_mib() if model.kind != "cpu" else None)
 
 
 class _Connection:

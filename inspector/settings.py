@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     default_model: str | None = None
     auth_enabled: bool = True
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    #: TensorRT may run layers in fp16 (engines cached under <data_dir>/tensorrt-engines).
+    trt_fp16: bool = True
     #: Inference calls running at once per model; 0 = decide from the cores (see
     #: `inspector.core.runtime.plan_threads`: on 2 CPU cores, 2 calls of 1 thread each).
     inference_workers: int = Field(default=0, ge=0, le=64)
@@ -101,7 +103,8 @@ class Settings(BaseSettings):
     pin_inference_threads: bool = True
     #: Let ONNX Runtime threads spin while idle: faster alone, slower beside HTTP and decoding.
     ort_spinning: bool = False
-    max_batch: int = Field(default=8, ge=1, le=256)
+    #: Largest batch per inference call; 0 = decide (8 on a CPU, 32 on a GPU).
+    max_batch: int = Field(default=0, ge=0, le=256)
     max_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
     #: Frames admitted per model (decoding, queued or in inference) before answering 503.
     queue_size: int = Field(default=64, ge=1)

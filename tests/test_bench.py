@@ -37,3 +37,37 @@ def test_failures_name_each_status_with_its_count_and_reason() -> None:
                error_messages={"401": "unknown or revoked API key", "503": ""})
     assert r.failures() == "401 x4 (unknown or revoked API key), 503 x1"
     assert "--key" in failure_hint(r)
+
+
+def test_in_process_report_names_the_provider_and_splits_the_time(tiny_package: Path) -> None:
+    from inspector.core.runtime import cuda_device_count
+
+    blobs = [good_frame(seed=i) for i in range(3)]
+    r = bench_in_process(tiny_package, blobs, batch=8, seconds=0.3, providers="cpu")
+    assert r.provider == "cpu" and r.provider_reason == "cpu: providers=cpu asked for"
+    assert r.decode_ms is not None and r.decode_ms > 0
+    assert r.infer_ms is not None and r.infer_ms > 0
+    assert r.copy_ms == 0.0  # the CPU session reads the host batch: nothing to copy
+    assert r.gpu_memory_mib is None
+    if cuda_device_count() == 0:
+        auto = bench_in_process(tiny_package, blobs, batch=1, seconds=0.2)
+        assert auto.provider_reason == "cpu: no CUDA device found"
+
+
+def test_bench_cli_json_has_the_gpu_report_fields(tiny_package: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from inspector.cli.app import app
+
+    r = CliRunner().invoke(app, ["bench", str(tiny_package), "--seconds", "0.2", "--json",
+                                 "--batch", "1", "--batch", "4", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    runs = json.loads(r.stdout)["results"]
+    assert [x["name"] for x in runs][:2] == ["in-process batch 1", "in-process batch 4"]
+    for run in runs:
+        assert {"provider", "provider_reason", "decode_ms", "infer_ms", "copy_ms",
+                "gpu_memory_mib", "p50_ms", "p99_ms"} <= set(run)
+    bad = CliRunner().invoke(app, ["bench", str(tiny_package), "--providers", "gpu"])
+    assert bad.exit_code == 2 and "--providers 'gpu'" in bad.stderr

@@ -19,8 +19,8 @@ PACKAGE = ROOT / "inspector"
 
 #: room -> the rooms it may import. settings.py is the bottom every room but core may use;
 #: core imports nothing else of inspector. The top-level tools (evaluation, report, synth,
-#: bench) sit on core; `app` assembles the server, the review pages and the rest; `demo`
-#: drives a whole app; `cli` may use everything. training/ is never imported by inspector:
+#: bench, export) sit on core; `app` assembles the server, the review pages and the rest;
+#: `demo` drives a whole app; `cli` may use everything. training/ is never imported by inspector:
 #: `inspector train` reaches it by name (cli/model.py), in a command body only.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
@@ -36,10 +36,11 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"core"},
     "report": {"evaluation", "core"},
     "bench": {"core"},
+    "export": {"core"},
     "connect": {"core", "settings"},
     "opcua": {"store", "core", "settings"},
     "demo": {"app", "server", "connect", "synth", "store", "core", "settings"},
-    "cli": {"app", "connect", "opcua", "demo", "bench", "synth", "progress", "evaluation",
+    "cli": {"app", "connect", "opcua", "demo", "bench", "export", "synth", "progress", "evaluation",
             "report", "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
 }
 

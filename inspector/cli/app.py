@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from inspector.cli import bench, connect, dataset, demo, inspect, model, serve, signing
+from inspector.cli import bench, connect, dataset, demo, export, inspect, model, serve, signing
 
 app = typer.Typer(
     name="inspector",
@@ -36,3 +36,6 @@ app.add_typer(serve.keys_app, name="keys")
 connect.connect_app.command("folder")(connect.folder)
 connect.connect_app.command("stream")(connect.stream)
 app.add_typer(connect.connect_app, name="connect")
+export.export_app.command("fp16")(export.fp16_cmd)
+export.export_app.command("triton")(export.triton_cmd)
+app.add_typer(export.export_app, name="export")

@@ -89,10 +89,30 @@ class Provenance(_Strict):
     created_at: datetime | None = None
 
 
+class PrecisionParity(_Strict):
+    """How an fp16 graph agreed with the fp32 graph it was converted from (ONNX Runtime CPU,
+    same images): the largest differences, the tolerance they were held to, verdict flips."""
+
+    n_images: int = Field(ge=1)
+    max_abs_diff_score: float
+    max_abs_diff_map: float
+    #: Largest |score| and |map value| of the fp32 graph: the tolerance is relative to these.
+    score_scale: float
+    map_scale: float
+    tolerance: float
+    #: Images judged differently at the card's threshold (0 for a package that was written).
+    verdict_flips: int = Field(ge=0)
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class ExportInfo(_Strict):
     opset: int | None = None
     parity_max_abs_diff: float | None = None
     parity_images: int | None = None
+    #: Floating-point precision inside the graph; its input stays uint8, outputs float32.
+    precision: Literal["fp32", "fp16"] = "fp32"
+    #: For an fp16 package: its parity against the fp32 graph it came from.
+    fp16_parity: PrecisionParity | None = None
 
 
 class ModelCard(_Strict):

@@ -7,6 +7,8 @@ the graph's I/O contract. Every failure names the file and what is wrong.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,15 @@ import onnxruntime as ort
 
 from inspector.core.card import ModelCard, read_card
 from inspector.core.errors import ModelPackageError
-from inspector.core.runtime import OnnxModel, RuntimeOptions, load_onnx, open_session
+from inspector.core.runtime import (
+    OnnxModel,
+    RuntimeOptions,
+    load_onnx,
+    open_session,
+    plan_for,
+)
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
@@ -158,20 +168,31 @@ def load_model(
     root: Path | str, options: RuntimeOptions | None = None
 ) -> tuple[ModelPackage, OnnxModel]:
     """Verify a package fully (card, checksum, I/O contract, one real run) and return it with a
-    warmed-up session."""
+    warmed-up session. On TensorRT the engine is built here (or read from its cache), so a
+    load may take minutes, said in the log, and the first frame never waits for it."""
     package = open_package(root)
+    options = options or RuntimeOptions()
+    card = package.card
+    hw = (card.input.height, card.input.width)
+    plan = plan_for(options, card.onnx_sha256, hw)
+    building = plan.kind == "tensorrt" and not plan.engine_built
+    if building:
+        log.info("building TensorRT engine for %s (may take minutes; cached in %s)",
+                 card.ref, plan.engine_cache or "no cache")
+    t0 = time.perf_counter()
     try:
-        session = open_session(package.onnx_path, options)
+        session = open_session(package.onnx_path, options, plan)
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise ModelPackageError(f"{package.onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
     check_io_contract(session, package)
-    card = package.card
-    hw = (card.input.height, card.input.width)
     try:
-        model = load_onnx(package.onnx_path, hw, options, package.output_names, session)
+        model = load_onnx(package.onnx_path, hw, options, package.output_names, session, plan)
         check_outputs(package, model.run(np.zeros((2, *hw, 3), dtype=np.uint8)), 2)
     except ModelPackageError:
         raise
     except Exception as exc:
         raise ModelPackageError(f"{package.onnx_path}: test run failed: {exc}") from exc
+    if building and model.kind == "tensorrt":
+        log.info("TensorRT engine for %s built in %.1f s", card.ref, time.perf_counter() - t0)
+    model.stats.reset()
     return package, model

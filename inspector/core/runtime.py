@@ -1,66 +1,38 @@
-"""ONNX Runtime session wrapper: provider choice, threads, warm-up, batches of any size.
+"""ONNX Runtime session wrapper: provider plan, threads, warm-up, batches of any size.
 
-onnxruntime-gpu lists the CUDA and TensorRT providers as available even on a machine without a
-GPU, and asking for them there logs a loud error before it falls back. So we check for a usable
-CUDA device ourselves (the driver library answers cuInit and reports at least one device) and
-only then ask for the GPU providers.
+Which provider serves a model, and why, is decided in `inspector.core.providers` (never asking
+ONNX Runtime for a GPU provider this machine cannot start). On the CUDA and TensorRT providers
+batches go through I/O binding (`inspector.core.binding`); on the CPU through a plain
+`session.run`, which is fastest there.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import itertools
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
+from inspector.core.binding import BoundRunner, RunTimes
+from inspector.core.providers import (
+    EngineProfile,
+    ProviderChoice,
+    ProviderKind,
+    ProviderPlan,
+    plan_providers,
+)
+from inspector.core.providers import cuda_device_count as cuda_device_count
+
 log = logging.getLogger(__name__)
 
-ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
-
-
-@functools.cache
-def cuda_device_count() -> int:
-    """Number of CUDA devices the driver reports; 0 when there is no driver or no device."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return 0
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        try:
-            if lib.cuInit(0) != 0:
-                return 0
-            count = ctypes.c_int(0)
-            if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-                return 0
-            return int(count.value)
-        except AttributeError:
-            return 0
-    return 0
-
-
-def choose_providers(choice: ProviderChoice = "auto", device_id: int = 0) -> list[str | tuple]:
-    """Execution providers to request, in priority order, for a settings value."""
-    available = set(ort.get_available_providers())
-    gpu = cuda_device_count() > 0 and "CUDAExecutionProvider" in available
-    if choice == "cpu" or (choice == "auto" and not gpu):
-        return ["CPUExecutionProvider"]
-    if not gpu:
-        log.warning("providers=%s asked for but no usable CUDA device found; using CPU", choice)
-        return ["CPUExecutionProvider"]
-    cuda = ("CUDAExecutionProvider", {"device_id": device_id})
-    if choice == "tensorrt" and "TensorrtExecutionProvider" in available:
-        trt = ("TensorrtExecutionProvider", {"device_id": device_id})
-        return [trt, cuda, "CPUExecutionProvider"]
-    return [cuda, "CPUExecutionProvider"]
+#: Folder under the data folder that holds TensorRT engine caches.
+ENGINE_CACHE_DIR = "tensorrt-engines"
 
 
 def available_cores() -> int:
@@ -97,37 +69,46 @@ class CorePinner:
 
 
 def uses_gpu(choice: ProviderChoice = "auto") -> bool:
-    """Whether `choose_providers(choice)` will put the model on a GPU (without its log line)."""
-    return choice != "cpu" and cuda_device_count() > 0 and (
-        "CUDAExecutionProvider" in ort.get_available_providers())
+    """Whether `choice` will put models on a GPU on this machine."""
+    return plan_providers(choice).kind != "cpu"
 
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """How many inference calls run at once per model, and threads per call."""
+    """How many inference calls run at once per model, threads per call, largest batch."""
 
     workers: int
     intra_op_threads: int
+    max_batch: int = 8
+
+
+#: Largest batch by device when the settings leave it to the plan (max_batch 0).
+CPU_MAX_BATCH = 8
+GPU_MAX_BATCH = 32
 
 
 def plan_threads(
-    cores: int | None = None, gpu: bool = False, workers: int = 0, intra_op_threads: int = 0
+    cores: int | None = None, gpu: bool = False, workers: int = 0, intra_op_threads: int = 0,
+    max_batch: int = 0,
 ) -> ThreadPlan:
-    """Split the cores between concurrent inference calls (0 = decide).
+    """Split the cores between concurrent inference calls, and size batches (0 = decide).
 
     On a CPU, several single-threaded calls in parallel beat one call spread over every core:
     the threads of one call wait for each other at every operator. On 2 cores, with the MTD
     PatchCore package, 2 calls x 1 thread give 80-83 frames/s where 1 call x 2 threads gives
     67-72 (`scripts/bench_server.md`). Rule: up to 4 calls, the cores shared evenly between
-    them. On a GPU the device does the work; two calls overlap one's host copies with the
-    other's kernels.
+    them, batches of up to 8. On a GPU the device does the work and wants big batches: up to
+    32 frames a batch and 3 batches in flight, so one batch's host copies and decoding overlap
+    another's kernels while a third waits, ready (figures: `scripts/gpu_bench.py`).
     """
     cores = max(1, cores or available_cores())
     if workers <= 0:
-        workers = 2 if gpu else min(4, cores)
+        workers = 3 if gpu else min(4, cores)
     if intra_op_threads <= 0:
         intra_op_threads = 0 if gpu else max(1, cores // workers)
-    return ThreadPlan(workers, intra_op_threads)
+    if max_batch <= 0:
+        max_batch = GPU_MAX_BATCH if gpu else CPU_MAX_BATCH
+    return ThreadPlan(workers, intra_op_threads, max_batch)
 
 
 @dataclass(frozen=True)
@@ -137,12 +118,45 @@ class RuntimeOptions:
     #: Threads for one operator; 0 lets ONNX Runtime use every core.
     intra_op_threads: int = 0
     inter_op_threads: int = 1
-    #: Largest batch sent to the session in one call; bigger inputs are split.
+    #: Largest batch sent to the session in one call; bigger inputs are split. On TensorRT
+    #: also the largest batch the engine is built for.
     max_batch: int = 32
     warmup_runs: int = 1
     #: Let idle ORT worker threads spin. Fastest for a lone process; in a server the spinning
     #: threads starve decoding, HTTP and the database (about 30 % fewer frames/s on 2 cores).
     allow_spinning: bool = True
+    #: Where TensorRT engines are kept between starts (the server: <data_dir>/tensorrt-engines);
+    #: None builds them afresh at every load.
+    engine_cache_dir: Path | None = None
+    #: Let TensorRT run layers in fp16 (its own choice per layer, fp32 graph unchanged).
+    trt_fp16: bool = True
+    #: Batches through I/O binding; None: on the CUDA and TensorRT providers only.
+    io_binding: bool | None = None
+
+
+@dataclass
+class RunStats:
+    """Where inference time went since the last reset, summed over runs (for `bench`)."""
+
+    runs: int = 0
+    images: int = 0
+    copy_in_ms: float = 0.0
+    compute_ms: float = 0.0
+    copy_out_ms: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, n: int, times: RunTimes) -> None:
+        with self._lock:
+            self.runs += 1
+            self.images += n
+            self.copy_in_ms += times.copy_in_ms
+            self.compute_ms += times.compute_ms
+            self.copy_out_ms += times.copy_out_ms
+
+    def reset(self) -> None:
+        with self._lock:
+            self.runs = self.images = 0
+            self.copy_in_ms = self.compute_ms = self.copy_out_ms = 0.0
 
 
 @dataclass
@@ -154,6 +168,12 @@ class OnnxModel:
     options: RuntimeOptions
     input_name: str = "image"
     output_names: list[str] = field(default_factory=list)
+    #: Which provider serves the model (tensorrt, cuda, cpu) and why, in words.
+    kind: ProviderKind = "cpu"
+    provider_reason: str = ""
+    #: Set when batches go through I/O binding (on a GPU provider, or when asked for).
+    runner: BoundRunner | None = None
+    stats: RunStats = field(default_factory=RunStats)
 
     @property
     def provider(self) -> str:
@@ -172,13 +192,38 @@ class OnnxModel:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _run_once(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, {self.input_name: batch})
-        return dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True))
+        if self.runner is not None:
+            named, times = self.runner.run(batch)
+        else:
+            t0 = time.perf_counter()
+            outputs = self.session.run(self.output_names, {self.input_name: batch})
+            named = dict(zip(self.output_names, (np.asarray(o) for o in outputs), strict=True))
+            times = RunTimes(0.0, (time.perf_counter() - t0) * 1000, 0.0)
+        self.stats.add(len(batch), times)
+        return named
 
 
-def open_session(path: Path, options: RuntimeOptions | None = None) -> ort.InferenceSession:
-    """Create an ONNX Runtime session with quiet logs and the chosen providers."""
+def plan_for(options: RuntimeOptions, model_sha256: str | None = None,
+             input_hw: tuple[int, int] | None = None) -> ProviderPlan:
+    """The provider plan for one model: its engine cache key and batch profile on TensorRT."""
+    profile = None
+    if input_hw is not None:
+        profile = EngineProfile("image", input_hw[0], input_hw[1], max(1, options.max_batch))
+    return plan_providers(options.providers, options.device_id, fp16=options.trt_fp16,
+                          cache_root=options.engine_cache_dir, model_sha256=model_sha256,
+                          profile=profile)
+
+
+def open_session(
+    path: Path, options: RuntimeOptions | None = None, plan: ProviderPlan | None = None
+) -> ort.InferenceSession:
+    """Create an ONNX Runtime session with quiet logs and the planned providers."""
     options = options or RuntimeOptions()
+    plan = plan or plan_for(options)
+    if options.providers not in ("auto", plan.kind):
+        log.warning("providers=%s asked for; %s", options.providers, plan.reason)
+    if plan.engine_cache is not None:
+        plan.engine_cache.mkdir(parents=True, exist_ok=True)
     so = ort.SessionOptions()
     so.log_severity_level = 3  # errors only; we log the provider choice ourselves
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -187,8 +232,7 @@ def open_session(path: Path, options: RuntimeOptions | None = None) -> ort.Infer
     spin = "1" if options.allow_spinning else "0"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    providers = choose_providers(options.providers, options.device_id)
-    return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    return ort.InferenceSession(str(path), sess_options=so, providers=plan.providers)
 
 
 def load_onnx(
@@ -197,14 +241,27 @@ def load_onnx(
     options: RuntimeOptions | None = None,
     output_names: list[str] | None = None,
     session: ort.InferenceSession | None = None,
+    plan: ProviderPlan | None = None,
 ) -> OnnxModel:
-    """Wrap a session (opened here unless given) and warm it up at the model's input size."""
+    """Wrap a session (opened here unless given) and warm it up at the model's input size:
+    batch 1, and on a GPU also the largest batch (kernels and engines are chosen per shape,
+    so the first camera frames never pay for it)."""
     options = options or RuntimeOptions()
-    session = session or open_session(path, options)
+    plan = plan or plan_for(options, input_hw=input_hw)
+    session = session or open_session(path, options, plan)
     names = output_names or [o.name for o in session.get_outputs()]
-    model = OnnxModel(path=path, session=session, options=options, output_names=names)
+    kind, reason = plan.settle(str(session.get_providers()[0]))
+    model = OnnxModel(path=path, session=session, options=options, output_names=names,
+                      kind=kind, provider_reason=reason)
+    bind = options.io_binding if options.io_binding is not None else kind != "cpu"
+    if bind:
+        device = "cpu" if kind == "cpu" else "cuda"
+        model.runner = BoundRunner(session, model.input_name, names, device, options.device_id)
     h, w = input_hw
+    sizes = (1,) if kind == "cpu" else (1, max(1, options.max_batch))
     for _ in range(options.warmup_runs):
-        model.run(np.zeros((1, h, w, 3), dtype=np.uint8))
-    log.info("loaded %s on %s", path, model.provider)
+        for n in sizes:
+            model.run(np.zeros((n, h, w, 3), dtype=np.uint8))
+    model.stats.reset()
+    log.info("loaded %s on %s (%s)", path, model.provider, reason)
     return model

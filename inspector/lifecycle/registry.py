@@ -24,6 +24,7 @@ from inspector.core.names import ModelRef
 from inspector.core.package import CARD_FILE as _CARD
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import (
+    ENGINE_CACHE_DIR,
     CorePinner,
     RuntimeOptions,
     ThreadPlan,
@@ -100,9 +101,10 @@ class ModelRegistry:
         from the cores this process may use)."""
         s = self.settings
         plan = plan_threads(gpu=uses_gpu(s.providers), workers=s.inference_workers,
-                            intra_op_threads=s.intra_op_threads)
-        log.info("inference: %d concurrent call(s) per model, %s thread(s) per call",
-                 plan.workers, plan.intra_op_threads or "ORT default")
+                            intra_op_threads=s.intra_op_threads, max_batch=s.max_batch)
+        log.info("inference: %d concurrent call(s) per model, %s thread(s) per call, "
+                 "batches of up to %d", plan.workers, plan.intra_op_threads or "ORT default",
+                 plan.max_batch)
         return plan
 
     @functools.cached_property
@@ -114,11 +116,14 @@ class ModelRegistry:
                             strict=s.strict_decode)
 
     def runtime_options(self) -> RuntimeOptions:
-        """How this server runs every model (providers, threads, batch, spinning)."""
+        """How this server runs every model (providers, threads, batch, spinning, and
+        TensorRT's engine cache under the data folder)."""
         s = self.settings
         return RuntimeOptions(providers=s.providers,
                               intra_op_threads=self.threads.intra_op_threads,
-                              max_batch=max(s.max_batch, 1), allow_spinning=s.ort_spinning)
+                              max_batch=self.threads.max_batch, allow_spinning=s.ort_spinning,
+                              engine_cache_dir=s.data_dir / ENGINE_CACHE_DIR,
+                              trt_fp16=s.trt_fp16)
 
     @functools.cached_property
     def trust(self) -> TrustPolicy:
@@ -158,7 +163,8 @@ class ModelRegistry:
         if not self.models and not self.settings.stations and self.implicit_ref is None:
             self.implicit_ref = ref
         self.models[ref] = served
-        log.info("serving %s from %s on %s", ref, path, detector.model.provider)
+        log.info("serving %s from %s on %s (%s)", ref, path, detector.model.provider,
+                 detector.model.provider_reason)
         return served
 
     async def unload(self, ref: str) -> None:
@@ -199,7 +205,7 @@ class ModelRegistry:
                                       initializer=CorePinner() if pin else None)
         batcher: MicroBatcher[PreparedFrame, Judgement] = MicroBatcher(
             f"batcher-{ref}", detector.infer, executor, concurrency=workers,
-            max_batch=s.max_batch, max_delay_ms=s.max_delay_ms,
+            max_batch=plan.max_batch, max_delay_ms=s.max_delay_ms,
             on_batch=self._on_batch(ref) if self._on_batch else None,
         )
         return ServedModel(ref, detector, batcher, Admission(ref, s.queue_size), executor)

@@ -173,6 +173,10 @@ class ModelOut(BaseModel):
     input_height: int
     threshold: float
     provider: str
+    #: Why that provider serves it ("cpu: no CUDA device found").
+    provider_reason: str
+    #: Precision inside the graph (fp32, or fp16 for `inspector export fp16` packages).
+    precision: str
     stations: list[str]
     #: Who signed the package (checked at load); null for an unsigned package.
     signature: SignatureOut | None

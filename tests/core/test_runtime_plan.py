@@ -13,7 +13,7 @@ from inspector.core.runtime import ThreadPlan, plan_threads
     (2, False, ThreadPlan(2, 1)),
     (8, False, ThreadPlan(4, 2)),
     (16, False, ThreadPlan(4, 4)),
-    (16, True, ThreadPlan(2, 0)),
+    (16, True, ThreadPlan(3, 0, 32)),
 ])
 def test_thread_plan_splits_the_cores(cores: int, gpu: bool, expected: ThreadPlan) -> None:
     assert plan_threads(cores, gpu) == expected
@@ -22,6 +22,7 @@ def test_thread_plan_splits_the_cores(cores: int, gpu: bool, expected: ThreadPla
 def test_thread_plan_keeps_explicit_settings() -> None:
     assert plan_threads(2, workers=1) == ThreadPlan(1, 2)
     assert plan_threads(8, workers=3, intra_op_threads=1) == ThreadPlan(3, 1)
+    assert plan_threads(8, gpu=True, workers=4, max_batch=16) == ThreadPlan(4, 0, 16)
 
 
 def test_core_pinner_gives_each_thread_its_own_core() -> None:

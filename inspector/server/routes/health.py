@@ -48,6 +48,10 @@ def readyz(services: ServicesDep) -> JSONResponse:
     body = {
         "ready": ready,
         "models": models,
+        # Which provider serves each model and why ("cpu: no CUDA device found").
+        "providers": {ref: {"provider": m.detector.model.kind,
+                            "reason": m.detector.model.provider_reason}
+                      for ref, m in sorted(services.registry.models.items())},
         "refused": public_refused(services.registry.refused, services.settings.models_dir),
         "database": "ok" if database else "unreachable",
         "mqtt": {None: "off", True: "connected", False: "disconnected"}[

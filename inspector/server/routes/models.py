@@ -28,6 +28,8 @@ def models_out(reg: ModelRegistry) -> ModelsOut:
             name=card.name, version=card.version, kind=card.kind,
             input_width=card.input.width, input_height=card.input.height,
             threshold=card.threshold.value, provider=served.detector.model.provider,
+            provider_reason=served.detector.model.provider_reason,
+            precision=card.export.precision,
             stations=sorted(st for st, r in reg.stations.items() if r == ref),
             signature=SignatureOut.of(served.signature),
         ))
