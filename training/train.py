@@ -33,6 +33,7 @@ from inspector.core.package import (
     sha256_file,
 )
 from inspector.core.pipeline import Detector
+from inspector.core.operating import card_metrics
 from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
@@ -138,6 +139,7 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
         with timings("evaluate"):
             evaluation = evaluate_test(out, splits)
         metrics.update({k: v for k, v in evaluation.items() if not isinstance(v, dict)})
+        metrics.update(card_metrics(evaluation["operating_points"]))
         metrics["test_split"] = splits.describe()
     seconds = timings.as_dict()
     # The card's final word: the evaluation and the timings of the whole run.
