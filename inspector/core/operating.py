@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from inspector.core.errors import InspectorError
-from inspector.core.metrics import threshold_for_escape, threshold_for_frr
+from inspector.core.metrics import share, threshold_for_escape, threshold_for_frr
 
 #: False-reject targets at which the escape rate is reported.
 FRR_TARGETS: tuple[float, ...] = (0.01, 0.02, 0.05)
@@ -50,10 +50,6 @@ def finite_scores(scores: np.ndarray | Sequence[float], what: str) -> np.ndarray
     return s
 
 
-def _share(k: int, n: int) -> float | None:
-    return k / n if n else None
-
-
 def target_key(target: float) -> str:
     """A target as a JSON key: 0.01 -> "0.01", 0.0 -> "0"."""
     return f"{target:g}"
@@ -81,7 +77,7 @@ def judge(good: np.ndarray, defect: np.ndarray, threshold: float | None,
     esc = int((defect < threshold).sum())
     return OperatingPoint(
         target=target, threshold=float(threshold),
-        false_reject_rate=_share(fr, good.size), escape_rate=_share(esc, defect.size),
+        false_reject_rate=share(fr, good.size), escape_rate=share(esc, defect.size),
         false_rejects=fr if good.size else None, escapes=esc if defect.size else None,
     )
 
