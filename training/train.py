@@ -24,6 +24,7 @@ from torch import nn
 from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, utcnow
 from inspector.core.card import write_card as write_card_file
 from inspector.core.datasets import SPLIT_FILE
+from inspector.core.operating import card_metrics
 from inspector.core.package import (
     CARD_FILE,
     MODEL_FILE,
@@ -33,7 +34,6 @@ from inspector.core.package import (
     sha256_file,
 )
 from inspector.core.pipeline import Detector
-from inspector.core.operating import card_metrics
 from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone

@@ -9,6 +9,7 @@ from inspector.core.operating import (
     MetricsError,
     at_escape,
     at_frr,
+    card_metrics,
     aupro,
     label_regions,
     operating_points,
@@ -139,3 +140,13 @@ def test_aupro_is_none_without_regions_or_background() -> None:
     assert aupro(np.ones(10, int), np.arange(10.0)) is None
     with pytest.raises(MetricsError, match="3 region ids for 2"):
         aupro(np.zeros(3, int), np.zeros(2))
+
+
+def test_card_metrics_are_flat_keys_for_the_card() -> None:
+    points = operating_points(GOOD, {"crack": [150.0], "fray": [50.0]},
+                              frr_targets=(0.01,), escape_targets=(0.0,)).as_dict()
+    assert card_metrics(points) == {
+        "escape_at_frr_0.01": 0.5, "frr_at_escape_0": 0.5,
+        "escape_at_frr_0.01/crack": 0.0, "frr_at_escape_0/crack": 0.0,
+        "escape_at_frr_0.01/fray": 1.0, "frr_at_escape_0/fray": 0.5,
+    }
