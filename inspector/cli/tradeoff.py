@@ -31,18 +31,18 @@ def tradeoff_table(good: np.ndarray, by_type: Mapping[str, np.ndarray],
     without a threshold (a class missing from the data) are left out."""
     defect = np.concatenate([*by_type.values(), np.empty(0)])
     names = [f"{t[:14]} ({s.size})" for t, s in by_type.items()]
-    width = max([8, *(len(n) for n in names)])
+    widths = [max(7, len(n)) for n in names]
     lines = [
         f"on {good.size} good and {defect.size} defect images (per type: escape rate)",
         f"{'':<18} {'threshold':>10} {'FRR':>7} {'escape':>7}"
-        + "".join(f" {n:>{width}}" for n in names),
+        + "".join(f" {n:>{w}}" for n, w in zip(names, widths, strict=True)),
     ]
     for label, thr in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1] or 0.0):
         point = judge(good, defect, thr)
         per_type = [judge(good, s, thr).escape_rate for s in by_type.values()]
         lines.append(f"{label:<18} {thr:>10.5g} {_pct(point.false_reject_rate):>7} "
                      f"{_pct(point.escape_rate):>7}"
-                     + "".join(f" {_pct(v):>{width}}" for v in per_type))
+                     + "".join(f" {_pct(v):>{w}}" for v, w in zip(per_type, widths, strict=True)))
     return lines
 
 
