@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from inspector.core.card import read_card
 from inspector.core.package import sha256_file
 from inspector.synth import DEFECT_TYPES, make_defect
 from tests.cli.test_inspect import run_cli
-from tests.model_factory import make_package
+from tests.model_factory import brightness_graph, make_package
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +202,32 @@ def test_calibrate_prints_the_tradeoff_and_takes_either_target(
     assert proc.returncode == 2 and "give one target" in proc.stderr
     proc = run_cli("calibrate", pkg, "--data", synth_data, "--target-escape", "5")
     assert proc.returncode == 2 and "from 0 to below 1" in proc.stderr
+
+
+def nan_score_graph(height: int, width: int) -> onnx.ModelProto:
+    """The brightness graph whose score is NaN on bright frames (score + 0 * log(0.5 - score)):
+    a broken export that the loader's all-black probe frames do not reveal."""
+    model = brightness_graph(height, width)
+    graph = model.graph
+    graph.node[-1].output[0] = "raw"
+
+    def const(name: str, value: float) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name],
+                                value=helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
+
+    graph.node.extend([
+        const("half", 0.5), const("zero", 0.0),
+        helper.make_node("Sub", ["half", "raw"], ["room"]),
+        helper.make_node("Log", ["room"], ["log"]),
+        helper.make_node("Mul", ["log", "zero"], ["nan_if_bright"]),
+        helper.make_node("Add", ["raw", "nan_if_bright"], ["score"]),
+    ])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_model_that_scores_nan_is_a_clear_error(synth_data: Path, models_root: Path) -> None:
+    pkg = make_package(models_root, width=64, height=64, graph=nan_score_graph(64, 64))
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json", "--no-report")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "are NaN or infinite" in proc.stderr
