@@ -18,12 +18,14 @@ import numpy as np
 from inspector.core.datasets import Sample
 from inspector.core.errors import InspectorError
 from inspector.core.metrics import auroc, rates_at
+from inspector.core.operating import aupro, label_regions, operating_points
 from inspector.core.pipeline import Detector, PreparedFrame
 from inspector.core.preprocess import map_to_frame
 
 log = logging.getLogger(__name__)
 
-#: Pixel AUROC is computed with maps and masks brought to at most this many pixels a side.
+#: Pixel AUROC and AUPRO are computed with maps and masks brought to at most this many pixels
+#: a side.
 PIXEL_EVAL_SIDE = 256
 
 
@@ -56,16 +58,18 @@ def _mask_at(path: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _pixel_pair(
-    detector: Detector, frame: PreparedFrame, amap: np.ndarray, sample: Sample
-) -> tuple[np.ndarray, np.ndarray]:
-    """Map on the decoded frame and its mask, both shrunk to at most PIXEL_EVAL_SIDE a side."""
+    detector: Detector, frame: PreparedFrame, amap: np.ndarray, sample: Sample, first_id: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Map on the decoded frame and its mask's defect regions (ids from `first_id`, 0 =
+    defect-free), both shrunk to at most PIXEL_EVAL_SIDE a side; and the number of regions."""
     on_frame = map_to_frame(amap, frame.geometry, detector.card.input)
     h, w = on_frame.shape
     scale = min(1.0, PIXEL_EVAL_SIDE / max(h, w))
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
     on_frame = cv2.resize(on_frame, (sw, sh), interpolation=cv2.INTER_AREA)
     mask = _mask_at(sample.mask, (sh, sw)) if sample.mask else np.zeros((sh, sw), bool)
-    return on_frame.ravel(), mask.ravel()
+    regions, n = label_regions(mask, first_id)
+    return on_frame.ravel(), regions.ravel(), n
 
 
 def evaluate(
@@ -79,7 +83,8 @@ def evaluate(
     scored: list[ScoredSample] = []
     skipped: list[tuple[str, str]] = []
     pix_scores: list[np.ndarray] = []
-    pix_labels: list[np.ndarray] = []
+    pix_regions: list[np.ndarray] = []
+    next_region = 1
     with_masks = any(s.mask for s in samples)
     elapsed = 0.0
     for start in range(0, len(samples), max(1, batch)):
@@ -98,18 +103,26 @@ def evaluate(
         for s, frame, res in zip(kept, frames, results, strict=True):
             scored.append(ScoredSample(s, res.score))
             if with_masks:
-                ps, pl = _pixel_pair(detector, frame, res.anomaly_map, s)
+                ps, regions, n = _pixel_pair(detector, frame, res.anomaly_map, s, next_region)
                 pix_scores.append(ps)
-                pix_labels.append(pl)
+                pix_regions.append(regions)
+                next_region += n
         if progress:
             progress(len(chunk))
     result = EvalResult(scored, skipped)
     result.metrics = summarize(result, detector.threshold, elapsed)
     if pix_scores:
-        result.metrics["pixel_auroc"] = auroc(
-            np.concatenate(pix_labels), np.concatenate(pix_scores)
-        )
+        regions, pixels = np.concatenate(pix_regions), np.concatenate(pix_scores)
+        result.metrics["pixel_auroc"] = auroc(regions > 0, pixels)
+        result.metrics["aupro"] = aupro(regions, pixels)
     return result
+
+
+def scores_by_type(result: EvalResult) -> dict[str, np.ndarray]:
+    """Defect scores per defect type (the goods are `result.scores[~result.labels]`)."""
+    labels = np.array([x.sample.label for x in result.scored], dtype=object)
+    s = result.scores
+    return {t: s[(labels == t) & result.labels] for t in sorted(set(labels[result.labels]))}
 
 
 def summarize(result: EvalResult, threshold: float, elapsed_s: float) -> dict[str, Any]:
@@ -117,17 +130,16 @@ def summarize(result: EvalResult, threshold: float, elapsed_s: float) -> dict[st
     y, s = result.labels, result.scores
     rates = rates_at(y, s, threshold)
     n = len(result.scored)
-    per_type: dict[str, float | None] = {}
     goods = s[~y]
-    for t in sorted({x.sample.label for x in result.scored if x.sample.is_defect}):
-        mask = np.array([x.sample.label == t for x in result.scored])
-        per_type[t] = auroc(
-            np.concatenate([np.zeros(goods.size), np.ones(mask.sum())]),
-            np.concatenate([goods, s[mask]]),
-        )
+    by_type = scores_by_type(result)
+    per_type = {
+        t: auroc(np.r_[np.zeros(goods.size), np.ones(d.size)], np.r_[goods, d])
+        for t, d in by_type.items()
+    }
     return {
         "image_auroc": auroc(y, s),
         "pixel_auroc": None,
+        "aupro": None,
         "f1": rates.f1,
         "precision": rates.precision,
         "recall": rates.recall,
@@ -139,4 +151,5 @@ def summarize(result: EvalResult, threshold: float, elapsed_s: float) -> dict[st
         "n_skipped": len(result.skipped),
         "ms_per_image": 1000 * elapsed_s / n if n else None,
         "auroc_per_defect_type": per_type,
+        "operating_points": operating_points(goods, by_type).as_dict(),
     }

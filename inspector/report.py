@@ -1,4 +1,5 @@
-"""Evaluation plots for a package's `report/`: ROC curve, score histograms, worst cases.
+"""Evaluation plots for a package's `report/`: ROC curve, score histograms, cost curve, worst
+cases.
 
 Needs matplotlib (installed with the [train] extra); the edge server never imports this.
 """
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from inspector.core.metrics import roc_curve
+from inspector.core.operating import tradeoff_curve
 from inspector.core.pipeline import Detector
 from inspector.evaluation import EvalResult
 
@@ -26,7 +28,8 @@ def _pyplot() -> Any:
 
 
 def write_report(detector: Detector, result: EvalResult, out: Path, worst: int = 8) -> list[Path]:
-    """Write roc.png, score_hist.png, worst_cases.png and metrics.json; return the paths."""
+    """Write roc.png, score_hist.png, cost_curve.png (with defects and goods),
+    worst_cases.png and metrics.json; return the paths."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     y, s = result.labels, result.scores
@@ -62,6 +65,9 @@ def write_report(detector: Detector, result: EvalResult, out: Path, worst: int =
     plt.close(fig)
     written.append(out / "score_hist.png")
 
+    if y.any() and (~y).any():
+        written.append(_cost_curve(plt, result, thr, out / "cost_curve.png"))
+
     cases = _worst_cases(result, thr, worst)
     if cases:
         cols = 4
@@ -84,6 +90,33 @@ def write_report(detector: Detector, result: EvalResult, out: Path, worst: int =
     (out / "metrics.json").write_text(json.dumps(m, indent=2) + "\n")
     written.append(out / "metrics.json")
     return written
+
+
+def _cost_curve(plt: Any, result: EvalResult, thr: float, path: Path) -> Path:
+    """Escapes against false rejects as the threshold moves (both in % of their class), with
+    the card's threshold and the FRR-target points of `operating_points` marked."""
+    y, s = result.labels, result.scores
+    _, frr, esc = tradeoff_curve(s[~y], s[y])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.step(100 * frr, 100 * esc, where="post", lw=2, color="tab:blue")
+    card_frr, card_esc = float(np.mean(s[~y] >= thr)), float(np.mean(s[y] < thr))
+    ax.plot(100 * card_frr, 100 * card_esc, "k*", ms=14,
+            label=f"card threshold {thr:.4g}: FRR {card_frr:.1%}, escape {card_esc:.1%}")
+    points = result.metrics.get("operating_points", {}).get("escape_at_frr", {})
+    for target, p in points.items():
+        if p["threshold"] is not None:
+            ax.plot(100 * p["false_reject_rate"], 100 * p["escape_rate"], "o", ms=8,
+                    label=f"FRR <= {float(target):.0%}: escape {p['escape_rate']:.1%}")
+    ax.set_xlim(0, max(10.0, 100 * card_frr * 1.2))
+    ax.set(xlabel=f"false rejects (% of {(~y).sum()} good parts)",
+           ylabel=f"escapes (% of {y.sum()} defects)",
+           title="Cost curve: escapes vs false rejects as the threshold moves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _worst_cases(result: EvalResult, thr: float, n: int) -> list[tuple[Any, str]]:

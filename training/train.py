@@ -24,6 +24,7 @@ from torch import nn
 from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, utcnow
 from inspector.core.card import write_card as write_card_file
 from inspector.core.datasets import SPLIT_FILE
+from inspector.core.operating import card_metrics
 from inspector.core.package import (
     CARD_FILE,
     MODEL_FILE,
@@ -138,6 +139,7 @@ def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> Trai
         with timings("evaluate"):
             evaluation = evaluate_test(out, splits)
         metrics.update({k: v for k, v in evaluation.items() if not isinstance(v, dict)})
+        metrics.update(card_metrics(evaluation["operating_points"]))
         metrics["test_split"] = splits.describe()
     seconds = timings.as_dict()
     # The card's final word: the evaluation and the timings of the whole run.

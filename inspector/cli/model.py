@@ -12,15 +12,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from inspector.cli.errors import fail
 from inspector.cli.inspect import load_detector
+from inspector.cli.tradeoff import calibrate_rows, evaluate_rows, tradeoff_table
 from inspector.core.card import write_card
 from inspector.core.datasets import SPLIT_FILE, Dataset, Sample, samples_from_split, scan
 from inspector.core.errors import InspectorError
-from inspector.core.threshold import METHODS, choose_threshold
+from inspector.core.threshold import DEFAULT_TARGET_FRR, METHODS, choose_threshold
 
 if TYPE_CHECKING:
     from inspector.core.pipeline import Detector
@@ -45,10 +45,13 @@ def _score(
     from inspector.evaluation import evaluate
     from inspector.progress import task
 
-    if quiet:
-        return evaluate(detector, samples, batch=batch)
-    with task(what, len(samples)) as bar:
-        return evaluate(detector, samples, batch=batch, progress=bar.advance)
+    try:
+        if quiet:
+            return evaluate(detector, samples, batch=batch)
+        with task(what, len(samples)) as bar:
+            return evaluate(detector, samples, batch=batch, progress=bar.advance)
+    except InspectorError as exc:  # e.g. a model that answers NaN
+        raise fail(exc) from exc
 
 
 def evaluate_cmd(
@@ -95,8 +98,21 @@ def evaluate_cmd(
         print(json.dumps(metrics))
         return
     for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else value
-        print(f"{key:>22}: {shown}")
+        if key != "operating_points":
+            print(f"{key:>22}: {_shown(value)}")
+    from inspector.evaluation import scores_by_type
+
+    print("\noperating points (threshold set on these goods / defects):")
+    rows = evaluate_rows(metrics["operating_points"], detector.threshold)
+    y, s = result.labels, result.scores
+    print("\n".join(tradeoff_table(s[~y], scores_by_type(result), rows)))
+
+
+def _shown(value: object) -> str:
+    """A metric for people: floats to 4 places, a per-type dict on one line."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_shown(v)}" for k, v in value.items()) or "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def trained_on(detector: Detector, ds: Dataset) -> bool:
@@ -123,12 +139,11 @@ def _report_folder(detector: Detector, ds: Dataset) -> Path:
 def calibrate_cmd(
     model_dir: ModelDir,
     data: DataDir,
-    target_frr: Annotated[
-        float, typer.Option(help="Allowed share of good parts judged fail.")
-    ] = 0.01,
-    target_escape: Annotated[
-        float | None, typer.Option(help="Allowed share of defects judged pass (needs defects).")
-    ] = None,
+    target_frr: Annotated[float | None, typer.Option(
+        help="Allowed share of good parts judged fail, e.g. 0.02 (default method: "
+        f"{DEFAULT_TARGET_FRR} when the data has no defects).")] = None,
+    target_escape: Annotated[float | None, typer.Option(
+        help="Allowed share of defects judged pass, e.g. 0.01 (needs defects).")] = None,
     method: Annotated[
         str, typer.Option(help="auto, target_frr, best_f1 or target_escape.")
     ] = "auto",
@@ -138,43 +153,64 @@ def calibrate_cmd(
             help="auto, validation or test (auto: the package's own validation files)."
         ),
     ] = "auto",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the trade-off table and the threshold, write nothing.")] = False,
 ) -> None:
     """Choose the threshold on data and rewrite only card.json (the ONNX file is untouched).
+
+    First prints the trade-off table on this data: for a spread of false-reject (FRR) and
+    escape targets, the threshold, its FRR, escape rate and each defect type's escape rate.
+    Pick the operating point by either rate: --target-frr 0.02 (at most 2% of good parts
+    rejected) or --target-escape 0.01 (at most 1% of defects passed). Without either, auto
+    picks best F1 when the data has defects, else target_frr 0.01 on the good images.
 
     A signed package must be signed again afterwards (`inspector models sign`): its
     signature covers the card.
 
-    auto: target_escape when --target-escape is given, best F1 when the data has defects,
-    else target_frr on the good images.
+    Examples:
 
-    Example: inspector calibrate models/mtd/1 --data /data/mtd_val --target-frr 0.01
+        inspector calibrate models/mtd/1 --data /data/mtd_val --target-frr 0.02
+
+        inspector calibrate models/mtd/1 --data /data/mtd_val --target-escape 0.01 --dry-run
     """
-    detector, ds = _load(model_dir, data)
-    samples = _pick_split(detector, ds, split)
-    if not samples:
-        raise fail(f"{data}: no images to calibrate on")
+    if target_frr is not None and target_escape is not None:
+        raise fail("give one target: --target-frr or --target-escape")
+    for name, rate in (("--target-frr", target_frr), ("--target-escape", target_escape)):
+        if rate is not None and not 0.0 <= rate < 1.0:
+            raise fail(f"{name} is a share of parts: give a value from 0 to below 1, e.g. 0.01")
     if method not in METHODS:
         raise fail(f"unknown method {method!r}: use {', '.join(METHODS)}")
     if method == "auto" and target_escape is not None:
         method = "target_escape"  # asked for by name: fail without defects, never fall back
+    if method == "auto" and target_frr is not None:
+        method = "target_frr"
+    detector, ds = _load(model_dir, data)
+    samples = _pick_split(detector, ds, split)
+    if not samples:
+        raise fail(f"{data}: no images to calibrate on")
     result = _score(detector, samples, "scoring", batch=8)
     y, s = result.labels, result.scores
     try:
         spec = choose_threshold(
-            s[~y], s[y], method=method, target_frr=target_frr, target_escape=target_escape,
-            data=f"{data} ({split})",
+            s[~y], s[y], method=method, target_escape=target_escape, data=f"{data} ({split})",
+            target_frr=DEFAULT_TARGET_FRR if target_frr is None else target_frr,
         )
     except InspectorError as exc:
         raise fail(exc) from exc
-    value, chosen, card = spec.value, spec.method, detector.card
+    from inspector.evaluation import scores_by_type
+
+    card = detector.card
+    rows = [*calibrate_rows(s[~y], s[y]), ("card threshold", card.threshold.value),
+            (f"-> {spec.method}", spec.value)]
+    print("\n".join(tradeoff_table(s[~y], scores_by_type(result), rows)))
+    if dry_run:
+        print(f"dry run: card.json keeps threshold {card.threshold.value:.6g}; "
+              f"{spec.method} would set {spec.value:.6g}")
+        return
     write_card(card.model_copy(update={"threshold": spec}), detector.package.card_path)
     _warn_signature_stale(detector.package.root)
-    frr = float(np.mean(s[~y] >= value)) if (~y).any() else float("nan")
-    esc = float(np.mean(s[y] < value)) if y.any() else float("nan")
-    print(
-        f"threshold {card.threshold.value:.6g} -> {value:.6g} ({chosen}); on this data: "
-        f"false-reject rate {frr:.4f}, escape rate {esc:.4f}"
-    )
+    print(f"threshold {card.threshold.value:.6g} -> {spec.value:.6g} ({spec.method}) "
+          f"written to {detector.package.card_path}")
 
 
 def _warn_signature_stale(root: Path) -> None:

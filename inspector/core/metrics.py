@@ -10,6 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def share(k: float, n: float) -> float | None:
+    """k / n, None when n is 0 (a rate with nothing to rest on is unknown, not zero)."""
+    return k / n if n else None
+
+
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
 

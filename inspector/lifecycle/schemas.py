@@ -76,12 +76,28 @@ class ReviewedStats(BaseModel):
     escape_rate: float | None
 
 
+class TypeEscapes(BaseModel):
+    """Reviewed defects of one type that each model passed."""
+
+    n: int
+    active_escapes: int
+    active_escape_rate: float | None
+    shadow_escapes: int
+    shadow_escape_rate: float | None
+
+
 class ReviewedComparison(BaseModel):
+    """Both models against the reviewers' labels; every rate rests on `n` frames."""
+
     n: int
     n_defect: int
     n_good: int
     active: ReviewedStats
     shadow: ReviewedStats
+    #: Per reviewed defect type ("unspecified" when the reviewer named none).
+    by_type: dict[str, TypeEscapes] = {}
+    #: What the rates rest on, in words (how many frames, and how they were chosen).
+    basis: str = ""
 
 
 class Flips(BaseModel):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
+from inspector.core.metrics import share
 from inspector.lifecycle.schemas import (
     Correlation,
     Flips,
@@ -15,6 +16,7 @@ from inspector.lifecycle.schemas import (
     ReviewedComparison,
     ReviewedStats,
     ShadowReport,
+    TypeEscapes,
 )
 from inspector.store.shadow import ShadowRow
 
@@ -44,10 +46,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return pearson(average_ranks(a), average_ranks(b))
 
 
-def _rate(k: int, n: int) -> float | None:
-    return k / n if n else None
-
-
 def _against_labels(verdicts: np.ndarray, defect: np.ndarray) -> ReviewedStats:
     fail = verdicts == "fail"
     good = ~defect
@@ -55,15 +53,37 @@ def _against_labels(verdicts: np.ndarray, defect: np.ndarray) -> ReviewedStats:
     escapes = int((~fail & defect).sum())
     n = len(verdicts)
     return ReviewedStats(
-        accuracy=_rate(n - false_rejects - escapes, n),
-        false_rejects=false_rejects, false_reject_rate=_rate(false_rejects, int(good.sum())),
-        escapes=escapes, escape_rate=_rate(escapes, int(defect.sum())),
+        accuracy=share(n - false_rejects - escapes, n),
+        false_rejects=false_rejects, false_reject_rate=share(false_rejects, int(good.sum())),
+        escapes=escapes, escape_rate=share(escapes, int(defect.sum())),
     )
+
+
+def _by_type(av: np.ndarray, sv: np.ndarray, types: np.ndarray) -> dict[str, TypeEscapes]:
+    """Escapes of both models per defect type, over reviewed defects only."""
+    out: dict[str, TypeEscapes] = {}
+    for name in sorted(set(types)):
+        of = types == name
+        n = int(of.sum())
+        a_esc, s_esc = int((av[of] == "pass").sum()), int((sv[of] == "pass").sum())
+        out[name] = TypeEscapes(n=n, active_escapes=a_esc, active_escape_rate=share(a_esc, n),
+                                shadow_escapes=s_esc, shadow_escape_rate=share(s_esc, n))
+    return out
+
+
+def _basis(n_defect: int, n_good: int, n: int) -> str:
+    """Say what the reviewed figures rest on, and why they are not the line's rates."""
+    if not n_defect + n_good:
+        return f"no reviewed frames among {n}: review some to compare the models with labels"
+    return (f"{n_defect + n_good} reviewed of {n} frames ({n_defect} defect, {n_good} good). "
+            "Reviewers see the active model's fails first, so reviewed frames hold more of "
+            "its fails than the line does: its reviewed false-reject rate reads high and its "
+            "escape rate low; the shadow's are measured on the same frames.")
 
 
 def _stats(verdicts: np.ndarray, scores: np.ndarray) -> ModelStats:
     n = len(verdicts)
-    return ModelStats(fail_rate=_rate(int((verdicts == "fail").sum()), n),
+    return ModelStats(fail_rate=share(int((verdicts == "fail").sum()), n),
                       mean_score=float(scores.mean()) if n else None)
 
 
@@ -87,6 +107,8 @@ def build_report(
     agree = int((av == sv).sum())
     reviewed = (state == "defect") | (state == "good")
     defect = state[reviewed] == "defect"
+    types = np.array([r.defect_type or "unspecified" for r in rows], dtype=object)
+    is_defect = state == "defect"
     return ShadowReport(
         station=station,
         shadow_model=shadow_model,
@@ -94,7 +116,7 @@ def build_report(
         since=since,
         until=until,
         n=n,
-        agreement=_rate(agree, n),
+        agreement=share(agree, n),
         flips=Flips(pass_to_fail=int(((av == "pass") & (sv == "fail")).sum()),
                     fail_to_pass=int(((av == "fail") & (sv == "pass")).sum())),
         score_correlation=Correlation(pearson=pearson(a_score, s_score),
@@ -105,6 +127,8 @@ def build_report(
             n=int(reviewed.sum()), n_defect=int(defect.sum()), n_good=int((~defect).sum()),
             active=_against_labels(av[reviewed], defect),
             shadow=_against_labels(sv[reviewed], defect),
+            by_type=_by_type(av[is_defect], sv[is_defect], types[is_defect]),
+            basis=_basis(int(defect.sum()), int((~defect).sum()), n),
         ),
         truncated=truncated,
         skipped_since_start=skipped,

@@ -9,7 +9,7 @@ from sqlalchemy import desc, select
 
 from inspector.core.names import ModelRef
 from inspector.store.db import Database
-from inspector.store.models import Inspection, ShadowResult
+from inspector.store.models import Inspection, Review, ShadowResult
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class ShadowRow:
     shadow_verdict: str
     #: unreviewed | defect | good (the inspection's latest review).
     review_state: str
+    #: The latest review's defect type (None: unreviewed, good or no type given).
+    defect_type: str | None = None
 
 
 def shadow_rows(
@@ -61,10 +63,12 @@ def shadow_rows(
     limit: int = 200_000,
 ) -> list[ShadowRow]:
     """The newest `limit` results of one shadow model at one station, oldest first."""
+    latest_type = (select(Review.defect_type).where(Review.inspection_id == Inspection.id)
+                   .order_by(desc(Review.id)).limit(1).scalar_subquery())
     stmt = (
         select(ShadowResult.active_name, ShadowResult.active_version, ShadowResult.active_score,
                ShadowResult.active_verdict, ShadowResult.shadow_score,
-               ShadowResult.shadow_verdict, Inspection.review_state)
+               ShadowResult.shadow_verdict, Inspection.review_state, latest_type)
         .join(Inspection, Inspection.id == ShadowResult.inspection_id)
         .where(ShadowResult.station == station, ShadowResult.shadow_name == shadow_name,
                ShadowResult.shadow_version == shadow_version)
@@ -76,7 +80,8 @@ def shadow_rows(
     stmt = stmt.order_by(desc(ShadowResult.id)).limit(limit)
     with db.session() as s:
         rows = list(s.execute(stmt))
-    return [ShadowRow(str(ModelRef(r[0], r[1])), r[2], r[3], r[4], r[5], r[6])
+    return [ShadowRow(str(ModelRef(r[0], r[1])), r[2], r[3], r[4], r[5], r[6],
+                      r[7] if r[6] == "defect" else None)
             for r in reversed(rows)]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Float, Integer, case, cast, func, select
 
+from inspector.core.metrics import share
 from inspector.store.db import Database
 from inspector.store.models import Inspection
 
@@ -26,6 +27,8 @@ class StationStats:
     overturned: int = 0
     #: Passes a reviewer labelled defect (escapes found among the sampled passes).
     escapes: int = 0
+    #: Passes a reviewer has labelled (defect or good).
+    reviewed_passes: int = 0
     last_seen: datetime | None = None
 
     @property
@@ -45,6 +48,47 @@ class StationStats:
     def false_reject_rate(self) -> float | None:
         """Overturned fails / reviewed fails; None before any fail is reviewed."""
         return self.overturned / self.reviewed_fails if self.reviewed_fails else None
+
+    @property
+    def reviewed(self) -> int:
+        """Frames with a reviewer's label: what the reviewed rates rest on."""
+        return self.reviewed_fails + self.reviewed_passes
+
+    @property
+    def reviewed_defects(self) -> int:
+        return self.confirmed + self.escapes
+
+    @property
+    def reviewed_goods(self) -> int:
+        return self.overturned + self.reviewed_passes - self.escapes
+
+    @property
+    def reviewed_escape_rate(self) -> float | None:
+        """Reviewed defects the model passed / reviewed defects."""
+        return share(self.escapes, self.reviewed_defects)
+
+    @property
+    def reviewed_false_reject_rate(self) -> float | None:
+        """Reviewed goods the model failed / reviewed goods."""
+        return share(self.overturned, self.reviewed_goods)
+
+    def line_rates(self) -> tuple[float | None, float | None]:
+        """(escape rate, false-reject rate) of the whole line, estimated from the reviews.
+
+        Reviewers see fails first and passes only as a sample, so reviewed frames hold too
+        many fails: the reviewed FRR reads high, the reviewed escape rate low. Each reviewed
+        fail here stands for failed / reviewed_fails fails, each reviewed pass for passed /
+        reviewed_passes passes (assuming the reviewed ones are a fair sample of their
+        verdict). None until both fails and passes have reviews.
+        """
+        if not self.reviewed_fails or not self.reviewed_passes:
+            return None, None
+        per_fail = self.failed / self.reviewed_fails
+        per_pass = self.passed / self.reviewed_passes
+        caught, false_rejects = self.confirmed * per_fail, self.overturned * per_fail
+        escapes = self.escapes * per_pass
+        good_passes = (self.reviewed_passes - self.escapes) * per_pass
+        return share(escapes, escapes + caught), share(false_rejects, false_rejects + good_passes)
 
 
 def _period(stmt: Any, since: datetime | None, until: datetime | None) -> Any:
@@ -68,13 +112,15 @@ def station_stats(db: Database, since: datetime | None = None, until: datetime |
     with db.session() as s:
         for name, verdict, state, n, last in s.execute(stmt):
             a = acc.setdefault(name, {"passed": 0, "failed": 0, "reviewed_fails": 0,
-                                      "overturned": 0, "escapes": 0, "last_seen": None})
+                                      "overturned": 0, "escapes": 0, "reviewed_passes": 0,
+                                      "last_seen": None})
             if isinstance(last, str):  # aggregates bypass the column type on SQLite
                 last = datetime.fromisoformat(last).replace(tzinfo=UTC)
             a["last_seen"] = max(filter(None, (a["last_seen"], last)), default=None)
             if verdict == "pass":
                 a["passed"] += n
                 a["escapes"] += n if state == "defect" else 0
+                a["reviewed_passes"] += n if state != "unreviewed" else 0
             else:
                 a["failed"] += n
                 a["reviewed_fails"] += n if state != "unreviewed" else 0

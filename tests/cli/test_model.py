@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from inspector.core.card import read_card
 from inspector.core.package import sha256_file
 from inspector.synth import DEFECT_TYPES, make_defect
 from tests.cli.test_inspect import run_cli
-from tests.model_factory import make_package
+from tests.model_factory import brightness_graph, make_package
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +158,76 @@ def test_evaluate_on_other_data_leaves_the_package_report_alone(
                         card_overrides={"training": Provenance(data=str(synth_data))})
     assert run_cli("evaluate", same, "--data", synth_data, "--json").returncode == 0
     assert (same / "report" / "roc.png").is_file()
+
+
+def test_evaluate_reports_operating_points_aupro_and_the_cost_curve(
+    synth_data: Path, models_root: Path
+) -> None:
+    pkg = make_package(models_root, width=64, height=64)
+    m = json.loads(run_cli("evaluate", pkg, "--data", synth_data, "--json").stdout)
+    points = m["operating_points"]
+    assert (points["n_good"], points["n_defect"]) == (12, 18)
+    assert set(points["escape_at_frr"]) == {"0.01", "0.02", "0.05"}
+    assert set(points["frr_at_escape"]) == {"0", "0.01", "0.02"}
+    assert set(points["per_type"]) == set(DEFECT_TYPES)
+    for p in points["escape_at_frr"].values():  # 12 goods: 1% and 2% allow none, 5% none
+        assert p["false_rejects"] == 0 and 0.0 <= p["escape_rate"] <= 1.0
+    assert points["frr_at_escape"]["0"]["escapes"] == 0
+    assert 0.0 <= m["aupro"] <= 1.0
+    assert (pkg / "report" / "cost_curve.png").stat().st_size > 1000
+    human = run_cli("evaluate", pkg, "--data", synth_data, "--no-report").stdout
+    assert "operating points" in human and "FRR <= 5.0%" in human and "card threshold" in human
+    assert "escape <= 0.0%" in human and f"{DEFECT_TYPES[0]} (6)" in human
+
+
+def test_calibrate_prints_the_tradeoff_and_takes_either_target(
+    synth_data: Path, models_root: Path
+) -> None:
+    pkg = make_package(models_root, width=64, height=64, threshold=0.99)
+    card_before = (pkg / "card.json").read_text()
+    proc = run_cli("calibrate", pkg, "--data", synth_data, "--split", "test",
+                   "--target-escape", "0.0", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "on 12 good and 18 defect images" in proc.stdout
+    assert "FRR <= 10.0%" in proc.stdout and "-> target_escape" in proc.stdout
+    assert (pkg / "card.json").read_text() == card_before  # a dry run writes nothing
+    # --target-frr alone means target_frr, even on data with defects (auto would be best F1).
+    proc = run_cli("calibrate", pkg, "--data", synth_data, "--split", "test",
+                   "--target-frr", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    card = read_card(pkg / "card.json")
+    assert card.threshold.method == "target_frr" and card.threshold.target == 0.1
+    proc = run_cli("calibrate", pkg, "--data", synth_data, "--target-frr", "0.1",
+                   "--target-escape", "0.01")
+    assert proc.returncode == 2 and "give one target" in proc.stderr
+    proc = run_cli("calibrate", pkg, "--data", synth_data, "--target-escape", "5")
+    assert proc.returncode == 2 and "from 0 to below 1" in proc.stderr
+
+
+def nan_score_graph(height: int, width: int) -> onnx.ModelProto:
+    """The brightness graph whose score is NaN on bright frames (score + 0 * log(0.5 - score)):
+    a broken export that the loader's all-black probe frames do not reveal."""
+    model = brightness_graph(height, width)
+    graph = model.graph
+    graph.node[-1].output[0] = "raw"
+
+    def const(name: str, value: float) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name],
+                                value=helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
+
+    graph.node.extend([
+        const("half", 0.5), const("zero", 0.0),
+        helper.make_node("Sub", ["half", "raw"], ["room"]),
+        helper.make_node("Log", ["room"], ["log"]),
+        helper.make_node("Mul", ["log", "zero"], ["nan_if_bright"]),
+        helper.make_node("Add", ["raw", "nan_if_bright"], ["score"]),
+    ])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_model_that_scores_nan_is_a_clear_error(synth_data: Path, models_root: Path) -> None:
+    pkg = make_package(models_root, width=64, height=64, graph=nan_score_graph(64, 64))
+    proc = run_cli("evaluate", pkg, "--data", synth_data, "--json", "--no-report")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "are NaN or infinite" in proc.stderr

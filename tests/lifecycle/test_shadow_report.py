@@ -10,9 +10,9 @@ from inspector.store.shadow import ShadowRow
 
 
 def row(a: float, s: float, a_t: float = 0.5, s_t: float = 0.5, review: str = "unreviewed",
-        active: str = "m:1") -> ShadowRow:
+        active: str = "m:1", defect_type: str | None = None) -> ShadowRow:
     return ShadowRow(active, a, "fail" if a >= a_t else "pass", s,
-                     "fail" if s >= s_t else "pass", review)
+                     "fail" if s >= s_t else "pass", review, defect_type)
 
 
 def test_ranks_average_ties() -> None:
@@ -37,10 +37,10 @@ def test_correlations_match_hand_computed_values() -> None:
 
 def test_report_counts_agreement_flips_and_reviews() -> None:
     rows = [
-        row(0.9, 0.8, review="defect"),    # both fail, right
+        row(0.9, 0.8, review="defect", defect_type="dent"),  # both fail, right
         row(0.7, 0.3, review="good"),      # fail -> pass: active false reject, shadow right
         row(0.6, 0.4),                     # fail -> pass, unreviewed
-        row(0.2, 0.7, review="defect"),    # pass -> fail: active escape, shadow right
+        row(0.2, 0.7, review="defect", defect_type="dent"),  # active escape, shadow right
         row(0.1, 0.2, review="good"),      # both pass, right
         row(0.3, 0.9, review="good"),      # pass -> fail: shadow false reject
         row(0.2, 0.1, active="m:0"),       # both pass
@@ -63,6 +63,11 @@ def test_report_counts_agreement_flips_and_reviews() -> None:
     assert rev.active.escape_rate == pytest.approx(1 / 2)
     assert rev.shadow.false_rejects == 1 and rev.shadow.escapes == 0
     assert rev.shadow.accuracy == pytest.approx(4 / 5)
+    dent = rev.by_type["dent"]
+    assert (dent.n, dent.active_escapes, dent.shadow_escapes) == (2, 1, 0)
+    assert dent.active_escape_rate == 0.5 and dent.shadow_escape_rate == 0.0
+    assert set(rev.by_type) == {"dent"}
+    assert rev.basis.startswith("5 reviewed of 7 frames (2 defect, 3 good)")
     assert r.skipped_since_start == 3 and r.truncated is False
 
 
@@ -70,3 +75,9 @@ def test_empty_report_has_nulls_not_errors() -> None:
     r = build_report("s1", "m:2", [])
     assert r.n == 0 and r.agreement is None and r.score_correlation.pearson is None
     assert r.reviewed.n == 0 and r.reviewed.active.accuracy is None
+    assert r.reviewed.by_type == {} and r.reviewed.basis.startswith("no reviewed frames")
+
+
+def test_defects_without_a_type_are_counted_as_unspecified() -> None:
+    r = build_report("s1", "m:2", [row(0.1, 0.9, review="defect")])
+    assert r.reviewed.by_type["unspecified"].active_escapes == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from inspector.store import reviews, station_stats
 from inspector.store.db import Database
 from inspector.store.inspections import NewInspection, add_review, new_id, record_batch
@@ -89,6 +91,13 @@ def test_station_stats_and_score_grid(db: Database) -> None:
     assert s1.reviewed_fails == 5 and s1.overturned == 2 and s1.confirmed == 3
     assert s1.yield_rate == 0.8 and s1.false_reject_rate == 0.4 and s1.escapes == 1
     assert s1.last_seen == T0 + timedelta(minutes=49)
+    # Against reviews: 3 confirmed + 1 escape reviewed defects; 2 overturned reviewed goods.
+    assert (s1.reviewed, s1.reviewed_defects, s1.reviewed_goods) == (6, 4, 2)
+    assert s1.reviewed_escape_rate == 0.25 and s1.reviewed_false_reject_rate == 1.0
+    # One reviewed pass stands for 40 passes, one reviewed fail for 2 fails.
+    assert s1.line_rates() == (pytest.approx(40 / 46), pytest.approx(1.0))
+    assert station_stats.StationStats("x", passed=5, failed=1, reviewed_fails=1).line_rates() \
+        == (None, None)
     assert [s.station for s in station_stats.station_stats(db)] == ["other", "s1"]
     late = station_stats.station_stats(db, since=T0 + timedelta(minutes=45), station="s1")
     assert late[0].total == 5

@@ -29,13 +29,17 @@ def test_shadow_results_round_trip_with_review_state(db: Database) -> None:
     now = datetime.now(UTC)
     recs = [make_record() for _ in range(4)]
     record_batch(db, recs, [])
+    add_review(db, recs[0].id, label="defect", defect_type="dent", reviewer="qa")
+    add_review(db, recs[0].id, label="good", reviewer="qa")  # the latest label counts
+    add_review(db, recs[1].id, label="defect", defect_type="scratch", reviewer="qa")
     add_review(db, recs[1].id, label="defect", defect_type="spot", reviewer="qa")
     record_shadow_batch(db, [result(r.id, "2", 0.2 * i, now - timedelta(minutes=10 - i))
                              for i, r in enumerate(recs[:3])])
     record_shadow_batch(db, [result(recs[3].id, "3", 0.9, now)])
     rows = shadow_rows(db, "s1", "m", "2")
     assert [r.shadow_score for r in rows] == [0.0, 0.2, 0.4]  # oldest first
-    assert [r.review_state for r in rows] == ["unreviewed", "defect", "unreviewed"]
+    assert [r.review_state for r in rows] == ["good", "defect", "unreviewed"]
+    assert [r.defect_type for r in rows] == [None, "spot", None]
     assert rows[0].active_ref == "m:1"
     assert len(shadow_rows(db, "s1", "m", "2", since=now - timedelta(minutes=9))) == 2
     assert len(shadow_rows(db, "s1", "m", "2", limit=1)) == 1

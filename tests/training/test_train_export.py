@@ -89,7 +89,12 @@ def test_anomaly_model_trains_exports_and_loads_with_pytorch_scores(
     assert card.training.params["patchcore"]["pool"] == 3
     assert card.export.opset == 18 and card.export.parity_images
     assert card.metrics["image_auroc"] is not None and card.metrics["image_auroc"] >= 0.8
-    for name in ("roc.png", "score_hist.png", "worst_cases.png"):
+    for key in ("escape_at_frr_0.01", "escape_at_frr_0.05", "frr_at_escape_0"):
+        value = card.metrics[key]
+        assert isinstance(value, float) and 0.0 <= value <= 1.0, key
+    assert "aupro" in card.metrics  # None without masks
+    assert any(k.startswith("escape_at_frr_0.02/") for k in card.metrics)  # per defect type
+    for name in ("roc.png", "score_hist.png", "cost_curve.png", "worst_cases.png"):
         assert (out / "report" / name).stat().st_size > 0
 
     test = list(load_splits(mvtec_set, seed=3).test)

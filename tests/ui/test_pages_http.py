@@ -130,12 +130,11 @@ def test_review_by_form_goes_to_next_part(ui_live: Live) -> None:
 
 def test_station_page_numbers(ui_live: Live) -> None:
     station = station_name("num")
-    fails = []
+    fails, passes = [], []
     for i in range(10):
         body = post_frame(ui_live, station, f"N-{i}", defect=i % 5 in (1, 3), seed=i,
                           brightness=70 + 4 * i)
-        if body["verdict"] == "fail":
-            fails.append(body["id"])
+        (fails if body["verdict"] == "fail" else passes).append(body["id"])
     assert len(fails) == 4
     api_review(ui_live, fails[0], "good")
     api_review(ui_live, fails[1], "defect", "dent")
@@ -151,17 +150,32 @@ def test_station_page_numbers(ui_live: Live) -> None:
     assert metric(html, "overturned") == "1" and metric(html, "confirmed") == "2"
     assert float(metric(html, "frr")) == pytest.approx(1 / 3)
     assert "33.3%" in html and "60.0%" in html
+    assert 'data-testid="reviewed-rates"' in html and "review some passes" in html
+    assert metric(html, "line-escape") == ""  # no pass reviewed yet: no line estimate
+    api_review(ui_live, passes[0], "defect", "dent")  # an escape
+    api_review(ui_live, passes[1], "good")
+    html = client.get(f"/ui/stations/{station}").text
+    # Reviewed defects: 2 confirmed fails + 1 escape; reviewed goods: 1 overturned + 1 pass.
+    assert float(metric(html, "reviewed-escape")) == pytest.approx(1 / 3)
+    assert float(metric(html, "reviewed-frr")) == pytest.approx(1 / 2)
+    assert "1 of 3 reviewed defects passed" in html and "1 of 2 reviewed goods failed" in html
+    assert "These rest on 5 reviewed frames: 3 of 4 fails and 2 of 6 passes" in html
+    # Weighted: a reviewed fail counts 4/3, a reviewed pass 3: escapes 3 vs caught 8/3,
+    # false rejects 4/3 vs good passes 3.
+    assert float(metric(html, "line-escape")) == pytest.approx(9 / 17)
+    assert float(metric(html, "line-frr")) == pytest.approx(4 / 13)
     assert 'data-testid="drift-chart"' in html and "<svg" in html and 'class="threshold"' in html
     overview = client.get("/ui/stations").text
     assert f"/ui/stations/{station}" in overview
     empty = client.get("/ui/stations/never-seen")
     assert empty.status_code == 200 and metric(empty.text, "total") == "0"
     assert metric(empty.text, "frr") == ""
+    assert "No reviewed frames at this station" in empty.text
 
     history = httpx.get(f"{ui_live.url}/v1/reviews", params={"station": station,
                                                              "history": "true"},
                         headers=ui_live.auth("reviewer")).json()["items"]
-    assert len(history) == 4
+    assert len(history) == 6  # four on fails, two on passes
 
 
 def test_reviews_api_filters_and_pages(ui_live: Live) -> None:
