@@ -25,6 +25,25 @@ from inspector.store.outbox import PendingEvent
 log = logging.getLogger(__name__)
 
 
+def make_client(url: str, client_id: str) -> tuple[mqtt.Client, str, int]:
+    """A paho client for `url` (credentials, TLS for mqtts), not yet connected, with a unique
+    client id (two processes with one node id must not kick each other off the broker); and
+    the broker's host and port."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                         client_id=f"{client_id}-{os.urandom(3).hex()}",
+                         protocol=mqtt.MQTTv311, clean_session=True)
+    if parsed.username:
+        client.username_pw_set(
+            unquote(parsed.username), unquote(parsed.password) if parsed.password else None)
+    if parsed.scheme == "mqtts":
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    return client, host, port
+
+
 class MqttDestination:
     """Publishes outbox rows to their topic with QoS 1 and waits for the broker's PUBACKs."""
 
@@ -38,26 +57,11 @@ class MqttDestination:
         ack_timeout_s: float = 10.0,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
-        parsed = urlparse(url)
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        self._client, self.host, self.port = make_client(url, client_id)
         self.ack_timeout_s = ack_timeout_s
         self._on_reconnect = on_reconnect
         self._connected = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{client_id}-{os.urandom(3).hex()}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if parsed.username:
-            self._client.username_pw_set(
-                unquote(parsed.username), unquote(parsed.password) if parsed.password else None
-            )
-        if parsed.scheme == "mqtts":
-            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         self._client.max_inflight_messages_set(200)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
 
