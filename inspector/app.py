@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -94,8 +95,10 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     deployer.restore()
     reconciler = Reconciler(deployer)
     deployer.on_change = reconciler.poke
+    # The broker declares a silent node offline about when the fleet view marks it stale.
+    keepalive = max(2, math.ceil(settings.heartbeat_s * settings.stale_after))
     status = (NodeStatusPublisher(settings.mqtt_url, settings.node_id, settings.site,
-                                  settings.line) if settings.mqtt_url else None)
+                                  settings.line, keepalive) if settings.mqtt_url else None)
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every /v1 route is open to anyone who can reach "
                     "%s", settings.host)

@@ -33,7 +33,7 @@ from inspector.lifecycle.errors import (
 )
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.settings import Settings
-from inspector.store import deployments
+from inspector.store import deployments, nodes
 from inspector.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -176,17 +176,20 @@ class Deployer:
         return full
 
     def _load(self, ref: ModelRef) -> Detector:
-        s = self.settings
+        """From this node's models folder; else, in a fleet, from the package store (so it is
+        verified, and signatures checked, wherever it was uploaded); else from the folder it
+        was registered from."""
+        s, options = self.settings, self.registry.runtime_options()
         folder = s.models_dir / ref.name / ref.version
+        if folder.is_dir():
+            return Detector.load(folder, options, s.max_pixels)
+        if self.fleet is not None and deployments.package_sha(self.db, ref.name, ref.version):
+            return distribution.fetch(self.fleet, ref, options, s.max_pixels)
         recorded = deployments.model_version_path(self.db, ref.name, ref.version)
-        for path in (folder, Path(recorded) if recorded else None):
-            if path is not None and path.is_dir():
-                return Detector.load(path, self.registry.runtime_options(), s.max_pixels)
-        if self.fleet is None:
-            raise NotFoundError(f"model {ref} is not installed",
-                                hint="upload it first with POST /v1/models")
-        return distribution.fetch(self.fleet, ref, self.registry.runtime_options(),
-                                  s.max_pixels)
+        if recorded and Path(recorded).is_dir():
+            return Detector.load(Path(recorded), options, s.max_pixels)
+        raise NotFoundError(f"model {ref} is not installed",
+                            hint="upload it first with POST /v1/models")
 
     # -- station changes -------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class Deployer:
                 if full == old_active:
                     raise ConflictError(f"{full} is already active at {station}",
                                         hint="shadow-deploy a different version")
-                await self._write(station, by, {"shadow": ModelRef.parse(full)})
+                await self._write(station, by, {"shadow": ModelRef.parse(full)}, old_active)
                 self._set_shadow(station, full)
             else:
                 await self._activate(station, by, full, old_active, old_shadow)
@@ -219,7 +222,8 @@ class Deployer:
             before = self.needed()
             full = await self._target(station, shadow)
             old_active, _ = await self._current(station)
-            await self._write(station, by, {"active": ModelRef.parse(full), "shadow": None})
+            await self._write(station, by, {"active": ModelRef.parse(full), "shadow": None},
+                              old_active)
             self._switch(station, full, old_active, clear_shadow=True)
             self._retire(before)
             return await self.state(station)
@@ -247,16 +251,17 @@ class Deployer:
         changes: dict[str, ModelRef | None] = {"active": ModelRef.parse(full)}
         if old_shadow == full:
             changes["shadow"] = None
-        await self._write(station, by, changes)
+        await self._write(station, by, changes, old_active)
         self._switch(station, full, old_active, clear_shadow=old_shadow == full)
 
     async def stop_shadow(self, station: str, by: str) -> StationState:
         """Stop the station's shadow model (its results stay for reports)."""
         async with self._lock:
-            if (await self._current(station))[1] is None:
+            active, shadow = await self._current(station)
+            if shadow is None:
                 raise ConflictError(f"station {station} has no shadow model")
             before = self.needed()
-            await self._write(station, by, {"shadow": None})
+            await self._write(station, by, {"shadow": None}, active)
             self.registry.shadows.pop(station, None)
             self._retire(before)
             return await self.state(station)
@@ -304,18 +309,24 @@ class Deployer:
         return str(ref) if ref else None
 
     async def _current(self, station: str) -> tuple[str | None, str | None]:
-        """(active, shadow) now: what runs here for a served station, else the desired state."""
+        """(active, shadow) now: what runs here for a served station, else the desired state
+        (the active model the serving nodes report when none was deployed: their settings')."""
         if self.settings.serves(station):
             return self.active_ref(station), self.registry.shadows.get(station)
-        return await self._desired(station, "active"), await self._desired(station, "shadow")
+        active = await self._desired(station, "active")
+        if active is None:
+            reported = await asyncio.to_thread(nodes.running_models, self.db, station, "active")
+            active = reported[0] if len(reported) == 1 else None
+        return active, await self._desired(station, "shadow")
 
     def _set_shadow(self, station: str, full: str) -> None:
         if self.settings.serves(station):
             self.registry.shadows[station] = full
 
-    async def _write(self, station: str, by: str,
-                     changes: dict[str, ModelRef | None]) -> None:
-        old = self.active_ref(station) if self.settings.serves(station) else None
+    async def _write(self, station: str, by: str, changes: dict[str, ModelRef | None],
+                     old: str | None) -> None:
+        """Record the changes; `old` is the active model before them (kept in the history
+        when it came from settings, so a rollback can return to it)."""
         try:
             await asyncio.to_thread(deployments.apply, self.db, station, by, changes,
                                     ModelRef.parse(old) if old else None)

@@ -18,10 +18,6 @@ from inspector.publish.mqtt import make_client
 
 log = logging.getLogger(__name__)
 
-#: Seconds of silence after which the broker declares the node gone (1.5 x keep-alive).
-KEEPALIVE_S = 10
-
-
 def status_topic(site: str, line: str, node_id: str) -> str:
     return f"inspector/{site}/{line}/node/{node_id}/status"
 
@@ -34,15 +30,18 @@ def offline_payload(node_id: str, site: str, line: str) -> bytes:
 class NodeStatusPublisher:
     """A separate MQTT connection carrying the node's status and its last will."""
 
-    def __init__(self, url: str, node_id: str, site: str, line: str) -> None:
+    def __init__(self, url: str, node_id: str, site: str, line: str,
+                 keepalive_s: int = 15) -> None:
+        """`keepalive_s`: the broker publishes the will after 1.5 times this much silence."""
         self.topic = status_topic(site, line, node_id)
+        self.keepalive_s = keepalive_s
         self._offline = offline_payload(node_id, site, line)
         self._client, self.host, self.port = make_client(url, f"inspector-{node_id}-status")
         self._client.will_set(self.topic, self._offline, qos=1, retain=True)
 
     def start(self) -> None:
         """Connect in the background (paho retries while the broker is away)."""
-        self._client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         self._client.loop_start()
 
     def publish(self, status: dict[str, Any]) -> None:

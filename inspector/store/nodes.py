@@ -106,6 +106,15 @@ def record_outcomes(db: Database, node_id: str, outcomes: list[StationOutcome],
                 o.desired, o.running, o.ok, o.error, o.at
 
 
+def running_models(db: Database, station: str, mode: str) -> list[str]:
+    """The distinct models the nodes report running at `station` in `mode`."""
+    with db.session() as s:
+        found = s.scalars(select(NodeStation.running).distinct().where(
+            NodeStation.station == station, NodeStation.mode == mode,
+            NodeStation.running.is_not(None))).all()
+    return sorted(r for r in found if r is not None)
+
+
 def list_nodes(db: Database) -> list[NodeRecord]:
     """Every node that ever registered, with its station outcomes, by node id."""
     with db.session() as s:
