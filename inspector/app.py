@@ -68,7 +68,8 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     db.migrate()
     log.info("database %s ready (%s)", db.engine.url.render_as_string(hide_password=True),
              db.backend)
-    artifacts = ArtifactStore(settings.artifacts_dir)
+    artifacts = ArtifactStore(settings.artifacts_dir,
+                              node=settings.node_id if settings.shares_storage else None)
     registry = ModelRegistry(settings, on_batch=metrics.batch_observer)
     registry.load_all()
     for ref, served in registry.models.items():

@@ -205,7 +205,8 @@ def pack(folder: Path, dest: Path) -> None:
     """Write `folder` as a tar.gz whose bytes depend only on the files' names and contents
     (sorted members, no times or owners), so one package always has one sha256 in the
     package store, whichever node packs it."""
-    with dest.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
+    with dest.open("wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for path in sorted(folder.rglob("*")):
             if path.is_symlink() or not (path.is_file() or path.is_dir()):

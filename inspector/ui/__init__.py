@@ -1,6 +1,7 @@
 """QA review pages under `/ui`: sign in with a reviewer key, work through flagged parts,
-watch each station's yield, false-reject rate and score drift, and the fleet's nodes. Server-rendered (Jinja2) with
-a little vanilla JavaScript; no build step, nothing loaded from outside the server."""
+watch each station's yield, false-reject rate and score drift, and the fleet's nodes.
+Server-rendered (Jinja2) with a little vanilla JavaScript; no build step, nothing loaded from
+outside the server."""
 
 from __future__ import annotations
 

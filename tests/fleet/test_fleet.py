@@ -1,11 +1,13 @@
 """The fleet acceptance test: three real servers on one PostgreSQL database and the local
 Mosquitto. A package uploaded to n1 and deployed (through n1) to station s1 runs on n2 and
 n3 within seconds, with no failed frame while cameras keep posting to both; a rollback
-reaches both; a killed node shows stale and its last will arrives on MQTT."""
+reaches both; flagged frames of every node are reviewable and exportable from any node; a
+killed node shows stale and its last will arrives on MQTT."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -13,12 +15,17 @@ import httpx
 import pytest
 
 from tests.fleet.conftest import Fleet, LoadLoop, wait_for
+from tests.lifecycle.conftest import frame
 from tests.lifecycle.packing import tar_gz
 from tests.model_factory import make_package
+from tests.server.harness import run_cli
 from tests.ui.conftest import form_token
 from tests.ui.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mqtt, pytest.mark.slow]
+
+# The tests share one fleet (module fixture) and run in file order: those that need n3 alive
+# come before the `killed_n3` ones.
 
 
 def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
@@ -58,6 +65,42 @@ def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
     assert "tiny:2" in view["n3"]["models"]  # fetched from the package store
     assert all(not n["stale"] for n in view.values())
     assert (fleet.tmp / "n3" / "models" / "tiny" / "2" / "model.onnx").is_file()
+
+
+def test_one_review_queue_across_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
+    """Fails judged on n2 and n3 are listed, shown (image and heatmap), reviewed and exported
+    through n1, whose disk holds none of their files."""
+    judged = {}
+    for node in ("n2", "n3"):
+        r = fleet.call(node, "POST", "/v1/inspect", role="camera", params={"station": "s1"},
+                       content=frame(250, seed=7), headers={"Content-Type": "image/png"})
+        assert r.status_code == 200 and r.json()["verdict"] == "fail", r.text
+        judged[node] = r.json()["id"]
+    listed = fleet.call("n1", "GET", "/v1/inspections", role="reviewer",
+                        params={"station": "s1", "verdict": "fail", "limit": 500}).json()
+    assert set(judged.values()) <= {i["id"] for i in listed["items"]}
+    for node, iid in judged.items():
+        for what in ("image", "heatmap"):
+            own = fleet.call(node, "GET", f"/v1/inspections/{iid}/{what}", role="reviewer")
+            wait_for(lambda iid=iid, what=what: fleet.call(  # type: ignore[misc]
+                "n1", "GET", f"/v1/inspections/{iid}/{what}", role="reviewer"
+            ).status_code == 200, 30, f"{node}'s {what} on n1")
+            there = fleet.call("n1", "GET", f"/v1/inspections/{iid}/{what}", role="reviewer")
+            assert there.content == own.content and there.headers["content-type"] == \
+                own.headers["content-type"]
+        r = fleet.call("n1", "POST", f"/v1/inspections/{iid}/review", role="reviewer",
+                       json={"label": "defect", "defect_type": "spot"})
+        assert r.status_code == 201, r.text
+        assert fleet.call(node, "GET", f"/v1/inspections/{iid}", role="reviewer"
+                          ).json()["review_state"] == "defect"
+    out = tmp_path / "export"
+    n1 = fleet.nodes["n1"]
+    done = run_cli(["dataset", "export", "--since", "1d", "--out", str(out), "--station", "s1",
+                    "--sample-passes", "0", "--json"], n1.env)
+    summary = json.loads(done.stdout)
+    assert summary["images"] >= 2
+    exported = {p.stem for p in (out / "spot").iterdir()}
+    assert all(any(iid in name for name in exported) for iid in judged.values())
 
 
 def test_a_killed_node_goes_stale_and_its_last_will_arrives(killed_n3: Fleet) -> None:
