@@ -32,11 +32,13 @@ Key = tuple[str, str]  # (station, mode)
 class Reconciler:
     """One node's loop from the desired state to what it runs."""
 
-    def __init__(self, deployer: Deployer, retry_s: float | None = None) -> None:
+    def __init__(self, deployer: Deployer) -> None:
         self.deployer = deployer
         self.settings = deployer.settings
         self.db = deployer.db
-        self.retry_s = retry_s if retry_s is not None else max(30.0, 10 * self.settings.reconcile_s)
+        #: Seconds before a model that failed to load is tried again (unless the desired
+        #: model changes first).
+        self.retry_s = max(30.0, 10 * self.settings.reconcile_s)
         #: The outcomes last written to the database, by (station, mode).
         self.outcomes: dict[Key, StationOutcome] = {}
         self._failed: dict[Key, tuple[str, float]] = {}
@@ -53,9 +55,10 @@ class Reconciler:
             try:
                 await self.reconcile_once()
             except Exception as exc:
-                if not database_unavailable(exc):
-                    raise
-                log.warning("reconcile skipped: the database is unavailable; will retry")
+                if database_unavailable(exc):
+                    log.warning("reconcile skipped: the database is unavailable; will retry")
+                else:
+                    log.exception("reconcile failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_s)
 

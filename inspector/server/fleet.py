@@ -78,9 +78,10 @@ class Heartbeat:
             try:
                 await asyncio.to_thread(self.beat)
             except Exception as exc:
-                if not database_unavailable(exc):
-                    raise
-                log.warning("heartbeat not recorded: the database is unavailable")
+                if database_unavailable(exc):
+                    log.warning("heartbeat not recorded: the database is unavailable")
+                else:
+                    log.exception("heartbeat failed; will retry")
             await asyncio.sleep(self.settings.heartbeat_s)
 
 

@@ -28,6 +28,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.mqtt, pytest.mark.slow]
 # come before the `killed_n3` ones.
 
 
+def assert_both_answer_with(fleet: Fleet, load: LoadLoop, version: str) -> None:
+    """n2 and n3 report running tiny:VERSION at s1, and every frame they answer from then on
+    was judged by it."""
+    wait_for(lambda: fleet.running("n2", "s1") == fleet.running("n3", "s1") == f"tiny:{version}",
+             60, f"n2 and n3 to run tiny:{version}")
+    mark = len(load.answers)
+    wait_for(lambda: {"n2", "n3"} <= {n for n, _, _ in load.answers[mark:]}, 30,
+             "frames answered by both since")
+    assert load.versions_since(mark, "n2") == load.versions_since(mark, "n3") == {version}
+
+
 def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
         fleet: Fleet, tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "build", version="2", threshold=0.8)
@@ -40,24 +51,14 @@ def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
         deployed = fleet.call("n1", "PUT", "/v1/stations/s1/model",
                               json={"model": "tiny:2", "mode": "active"})
         assert deployed.status_code == 200, deployed.text
-        wait_for(lambda: fleet.running("n2", "s1") == fleet.running("n3", "s1") == "tiny:2",
-                 60, "n2 and n3 to run tiny:2")
-        mark = len(load.answers)
-        wait_for(lambda: {"n2", "n3"} <= {n for n, _, _ in load.answers[mark:]}, 30,
-                 "frames answered after the deploy")
-        assert load.versions_since(mark, "n2") == load.versions_since(mark, "n3") == {"2"}
+        assert_both_answer_with(fleet, load, "2")
         station = fleet.call("n1", "GET", "/v1/stations/s1/model", role="reviewer").json()
         assert station == {"station": "s1", "active": "tiny:2", "shadow": None,
                            "previous": "tiny:1"}
 
         rolled = fleet.call("n2", "POST", "/v1/stations/s1/rollback")
         assert rolled.status_code == 200, rolled.text
-        wait_for(lambda: fleet.running("n2", "s1") == fleet.running("n3", "s1") == "tiny:1",
-                 60, "the rollback to reach n2 and n3")
-        mark = len(load.answers)
-        wait_for(lambda: {"n2", "n3"} <= {n for n, _, _ in load.answers[mark:]}, 30,
-                 "frames answered after the rollback")
-        assert load.versions_since(mark, "n2") == load.versions_since(mark, "n3") == {"1"}
+        assert_both_answer_with(fleet, load, "1")
     failed = [a for a in load.answers if a[1] != 200]
     assert failed == [] and len(load.answers) > 20
     view = fleet.node_view("n3")
