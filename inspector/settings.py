@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: Production line name: the second level of the MQTT topic.
     line: str = Field(default="line1", pattern=NAME_PATTERN)
+    #: Plant or site name (node status topics: inspector/<site>/<line>/node/<id>/status).
+    site: str = Field(default="site1", pattern=NAME_PATTERN)
     #: This edge node's name; each node drains only its own outbox rows.
     node_id: str = Field(default_factory=lambda: socket.gethostname()[:64] or "node")
     #: station -> model "name:version" (or "name" when only one version is loaded).
@@ -157,6 +159,21 @@ class Settings(BaseSettings):
     publish_max_backoff_s: float = Field(default=60.0, gt=0)
     #: Give up on a webhook delivery after this many attempts (0 = never; MQTT never gives up).
     webhook_max_attempts: int = Field(default=0, ge=0)
+    # --- Fleet (many nodes on one PostgreSQL; see README "Running a fleet") ---
+    #: Stations this node runs and reconciles to the desired state; unset = every station
+    #: (a lone node). Deploys to other stations only change the desired state.
+    serve_stations: list[str] | None = None
+    #: Seconds between two reconciles of the desired state (one also runs after a change).
+    reconcile_s: float = Field(default=2.0, gt=0, le=3600)
+    #: Seconds between two heartbeats into the nodes table (and to MQTT when configured).
+    heartbeat_s: float = Field(default=5.0, gt=0, le=3600)
+    #: A node is shown stale after this many of its heartbeat intervals without one.
+    stale_after: int = Field(default=3, ge=2, le=1000)
+    #: How other nodes and people reach this node; default http://<host>:<port>.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+    #: Keep model packages and flagged frames' image and heatmap in the database, so any node
+    #: can fetch the model and show the frame; unset = on with PostgreSQL, off with SQLite.
+    fleet_storage: bool | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = False
@@ -226,10 +243,12 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://USER@HOST/DB")
         return v
 
-    @field_validator("stations")
+    @field_validator("stations", "serve_stations")
     @classmethod
-    def _safe_station_names(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = [s for s in v if not NAME_RE.match(s)]
+    def _safe_station_names(
+        cls, v: dict[str, str] | list[str] | None
+    ) -> dict[str, str] | list[str] | None:
+        bad = [s for s in v or () if not NAME_RE.match(s)]
         if bad:
             raise ValueError(f"station names {bad} must match {NAME_PATTERN}")
         return v
@@ -325,6 +344,23 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def shares_storage(self) -> bool:
+        """True when packages and flagged artifacts go into the database (`fleet_storage`)."""
+        if self.fleet_storage is not None:
+            return self.fleet_storage
+        return self.resolved_database_url.startswith("postgresql")
+
+    @property
+    def node_url(self) -> str:
+        """Where this node answers (`public_url`, else from host and port)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return self.public_url or f"http://{host}:{self.port}"
+
+    def serves(self, station: str) -> bool:
+        """True when this node runs `station` (see `serve_stations`)."""
+        return self.serve_stations is None or station in self.serve_stations
 
 
 def is_loopback(host: str) -> bool:

@@ -85,7 +85,8 @@ def export_cmd(
     good/ gets overturned fails, passes reviewed as good and a sample of unreviewed passes;
     <defect_type>/ gets confirmed defects. manifest.json and manifest.csv list every file with
     its inspection id, label, defect type, reviewer, times, station and source artifact. Reads
-    the database and artifacts the server uses (same settings: INSPECTOR_*, --config).
+    the database and artifacts the server uses (same settings: INSPECTOR_*, --config); in a
+    fleet (PostgreSQL) flagged frames judged by other nodes come from the database.
 
     Examples:
 
@@ -122,7 +123,8 @@ def export_cmd(
         with Progress(transient=True, disable=as_json) as bar:
             task = bar.add_task("copying frames", total=len(planned))
             result = write_export(db, ArtifactStore(settings.artifacts_dir), query, out,
-                                  progress=lambda n: bar.advance(task, n))
+                                  progress=lambda n: bar.advance(task, n),
+                                  shared=settings.shares_storage)
     except FileExistsError as exc:
         raise fail(f"{out} exists and is not empty: choose a new folder") from exc
     finally:

@@ -10,6 +10,7 @@ lying header stops at the limit. Files are created exclusively under the target 
 from __future__ import annotations
 
 import errno
+import gzip
 import shutil
 import stat
 import tarfile
@@ -190,3 +191,29 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return budget.bytes
+
+
+def _normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def pack(folder: Path, dest: Path) -> None:
+    """Write `folder` as a tar.gz whose bytes depend only on the files' names and contents
+    (sorted members, no times or owners), so one package always has one sha256 in the
+    package store, whichever node packs it."""
+    with dest.open("wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue
+            info = _normalized(tf.gettarinfo(str(path), str(path.relative_to(folder))))
+            if info.isfile():
+                with path.open("rb") as fh:
+                    tf.addfile(info, fh)
+            else:
+                tf.addfile(info)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inspector.core.names import ModelRef
 from inspector.core.pipeline import Detector
 from inspector.core.signing import Verification
-from inspector.lifecycle import uploads
+from inspector.lifecycle import distribution, uploads
 from inspector.lifecycle.archive import storage_error
 from inspector.lifecycle.errors import (
     ConflictError,
@@ -34,7 +34,7 @@ from inspector.lifecycle.errors import (
 )
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.settings import Settings
-from inspector.store import deployments
+from inspector.store import deployments, nodes
 from inspector.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,18 @@ class Deployer:
     """Station deployments and registry changes, serialized and safe under load."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, db: Database, metrics: QueueGauges
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        db: Database,
+        metrics: QueueGauges,
+        fleet: distribution.Fleet | None = None,
     ) -> None:
         self.settings = settings
+        #: The package store and how fetched packages are checked; None on a lone node.
+        self.fleet = fleet
+        #: Called after every change written to the desired state (the reconciler's poke).
+        self.on_change: Callable[[], None] | None = None
         self.registry = registry
         self.db = db
         self.metrics = metrics
@@ -91,9 +100,14 @@ class Deployer:
             if prev is not None:
                 self.previous[d.station] = str(prev)
 
-    def state(self, station: str) -> StationState:
-        return StationState(station, self.active_ref(station),
-                            self.registry.shadows.get(station), self.previous.get(station))
+    async def state(self, station: str) -> StationState:
+        """What runs at `station` here, or the desired state where another node serves it."""
+        if self.settings.serves(station):
+            return StationState(station, self.active_ref(station),
+                                self.registry.shadows.get(station), self.previous.get(station))
+        active, shadow = await self._current(station)
+        prev = await asyncio.to_thread(deployments.previous_active, self.db, station)
+        return StationState(station, active, shadow, str(prev) if prev else None)
 
     def active_ref(self, station: str) -> str | None:
         """The model answering `station` now (None when no model would)."""
@@ -133,6 +147,9 @@ class Deployer:
                 deployments.register_model_version, self.db, name=card.name,
                 version=card.version, kind=card.kind, sha256=card.onnx_sha256,
                 card_json=card.model_dump_json(), path=str(detector.package.root))
+            if self.fleet is not None:
+                await asyncio.to_thread(distribution.share, self.fleet, detector.package.root,
+                                        card)
             return self._serve(detector, staged.signature)
 
     def _serve(self, detector: Detector, signature: Verification | None) -> ServedModel:
@@ -142,7 +159,8 @@ class Deployer:
         return served
 
     async def _ensure_loaded(self, ref: str) -> str:
-        """The full ref of a loaded model, loading a registered version from disk if needed."""
+        """The full ref of a loaded model: from the models folder, else fetched from the
+        package store (verified like an upload) when this node is part of a fleet."""
         reg = self.registry
         try:
             full = reg.resolve_ref(ref)
@@ -151,67 +169,82 @@ class Deployer:
                 wanted = ModelRef.parse(ref)
             except ValueError:
                 raise NotFoundError(exc.message, hint="name the version: NAME:VERSION") from exc
-            path = await asyncio.to_thread(deployments.model_version_path, self.db,
-                                           wanted.name, wanted.version)
-            folder = self.settings.models_dir / wanted.name / wanted.version
-            if path is None and not folder.is_dir():
-                raise NotFoundError(f"model {ref} is not installed",
-                                    hint="upload it first with POST /v1/models") from exc
             # The trust policy again: the files may have changed since they were installed.
-            loaded = await asyncio.to_thread(reg.open_verified, Path(path) if path else folder)
+            loaded = await asyncio.to_thread(self._load, wanted)
             full = self._serve(*loaded).ref
         task = self._retiring.pop(full, None)
         if task is not None:
             task.cancel()
         return full
 
+    def _load(self, ref: ModelRef) -> tuple[Detector, Verification | None]:
+        """From this node's models folder; else, in a fleet, from the package store (so it is
+        verified, and signatures checked, wherever it was uploaded); else from the folder it
+        was registered from. Signatures are checked against the trust policy every time."""
+        s, reg = self.settings, self.registry
+        folder = s.models_dir / ref.name / ref.version
+        if folder.is_dir():
+            return reg.open_verified(folder)
+        if self.fleet is not None and deployments.package_sha(self.db, ref.name, ref.version):
+            return distribution.fetch(self.fleet, ref, reg.runtime_options(), s.max_pixels,
+                                      reg.trust)
+        recorded = deployments.model_version_path(self.db, ref.name, ref.version)
+        if recorded and Path(recorded).is_dir():
+            return reg.open_verified(Path(recorded))
+        raise NotFoundError(f"model {ref} is not installed",
+                            hint="upload it first with POST /v1/models")
+
     # -- station changes -------------------------------------------------------------------
 
     async def deploy(self, station: str, ref: str, mode: str, by: str) -> StationState:
-        """Make `ref` the station's active or shadow model."""
+        """Make `ref` the station's active or shadow model: in the desired state, and here at
+        once when this node serves the station (other nodes follow by reconciling)."""
         async with self._lock:
             before = self.needed()
-            full = await self._ensure_loaded(ref)
-            reg = self.registry
-            old_active, old_shadow = self.active_ref(station), reg.shadows.get(station)
+            full = await self._target(station, ref)
+            old_active, old_shadow = await self._current(station)
             if mode == "shadow":
                 if full == old_active:
                     raise ConflictError(f"{full} is already active at {station}",
                                         hint="shadow-deploy a different version")
-                await self._write(station, by, {"shadow": ModelRef.parse(full)})
-                reg.shadows[station] = full
+                await self._write(station, by, {"shadow": ModelRef.parse(full)}, old_active)
+                self._set_shadow(station, full)
             else:
                 await self._activate(station, by, full, old_active, old_shadow)
             self._retire(before)
-            return self.state(station)
+            return await self.state(station)
 
     async def promote(self, station: str, by: str) -> StationState:
-        """Make the station's shadow model its active one."""
+        """Make the station's shadow model (in the desired state) its active one."""
         async with self._lock:
-            shadow = self.registry.shadows.get(station)
+            shadow = await self._desired(station, "shadow")
             if shadow is None:
                 raise ConflictError(f"station {station} has no shadow model to promote",
                                     hint="deploy one with PUT /v1/stations/{station}/model "
                                          'and {"mode": "shadow"}')
-            before, old_active = self.needed(), self.active_ref(station)
-            await self._write(station, by, {"active": ModelRef.parse(shadow), "shadow": None})
-            self._switch(station, shadow, old_active, clear_shadow=True)
+            before = self.needed()
+            full = await self._target(station, shadow)
+            old_active, _ = await self._current(station)
+            await self._write(station, by, {"active": ModelRef.parse(full), "shadow": None},
+                              old_active)
+            self._switch(station, full, old_active, clear_shadow=True)
             self._retire(before)
-            return self.state(station)
+            return await self.state(station)
 
     async def rollback(self, station: str, by: str) -> StationState:
-        """Return the station to the model that was active before the current one."""
+        """Return the station to the model that was active before the current one (from the
+        deployment history, so any node can roll back any station)."""
         async with self._lock:
-            target = self.previous.get(station)
+            target = await asyncio.to_thread(deployments.previous_active, self.db, station)
             if target is None:
                 raise ConflictError(f"station {station} has no previous model to roll back to",
                                     hint="deploy a version explicitly with PUT .../model")
             before = self.needed()
-            full = await self._ensure_loaded(target)
-            old_active, old_shadow = self.active_ref(station), self.registry.shadows.get(station)
+            full = await self._target(station, str(target))
+            old_active, old_shadow = await self._current(station)
             await self._activate(station, by, full, old_active, old_shadow)
             self._retire(before)
-            return self.state(station)
+            return await self.state(station)
 
     async def _activate(
         self, station: str, by: str, full: str, old_active: str | None, old_shadow: str | None
@@ -221,23 +254,82 @@ class Deployer:
         changes: dict[str, ModelRef | None] = {"active": ModelRef.parse(full)}
         if old_shadow == full:
             changes["shadow"] = None
-        await self._write(station, by, changes)
+        await self._write(station, by, changes, old_active)
         self._switch(station, full, old_active, clear_shadow=old_shadow == full)
 
     async def stop_shadow(self, station: str, by: str) -> StationState:
         """Stop the station's shadow model (its results stay for reports)."""
         async with self._lock:
-            if station not in self.registry.shadows:
+            active, shadow = await self._current(station)
+            if shadow is None:
                 raise ConflictError(f"station {station} has no shadow model")
             before = self.needed()
-            await self._write(station, by, {"shadow": None})
-            del self.registry.shadows[station]
+            await self._write(station, by, {"shadow": None}, active)
+            self.registry.shadows.pop(station, None)
             self._retire(before)
-            return self.state(station)
+            return await self.state(station)
 
-    async def _write(self, station: str, by: str,
-                     changes: dict[str, ModelRef | None]) -> None:
-        old = self.active_ref(station)
+    async def converge(self, station: str, mode: str, ref: str | None) -> str | None:
+        """Run what the desired state says at a station this node serves, without writing
+        the desired state (the reconciler's step); returns what runs now. A model that cannot
+        be loaded raises and leaves the station on the model it had."""
+        async with self._lock:
+            before = self.needed()
+            if mode == "shadow":
+                full = await self._ensure_loaded(ref) if ref else None
+                if full is None:
+                    self.registry.shadows.pop(station, None)
+                else:
+                    self.registry.shadows[station] = full
+            elif ref is not None:
+                full = await self._ensure_loaded(ref)
+                shadow = self.registry.shadows.get(station)
+                self._switch(station, full, self.active_ref(station),
+                             clear_shadow=shadow == full)
+            self._retire(before)
+            return self.registry.shadows.get(station) if mode == "shadow" \
+                else self.active_ref(station)
+
+    async def _target(self, station: str, ref: str) -> str:
+        """The full ref to deploy: loaded here when this node serves the station, else only
+        checked against the recorded versions (the serving nodes fetch it)."""
+        if self.settings.serves(station):
+            return await self._ensure_loaded(ref)
+        return await asyncio.to_thread(self._registered, ref)
+
+    def _registered(self, ref: str) -> str:
+        name, _, version = ref.partition(":")
+        known = deployments.registered_versions(self.db, name)
+        matches = [str(r) for r in known if not version or r.version == version]
+        if len(matches) != 1:
+            raise NotFoundError(f"model {ref} is not registered" if not matches else
+                                f"model {ref} has several versions ({', '.join(matches)})",
+                                hint="upload it with POST /v1/models and name NAME:VERSION")
+        return matches[0]
+
+    async def _desired(self, station: str, mode: str) -> str | None:
+        ref = await asyncio.to_thread(deployments.desired, self.db, station, mode)
+        return str(ref) if ref else None
+
+    async def _current(self, station: str) -> tuple[str | None, str | None]:
+        """(active, shadow) now: what runs here for a served station, else the desired state
+        (the active model the serving nodes report when none was deployed: their settings')."""
+        if self.settings.serves(station):
+            return self.active_ref(station), self.registry.shadows.get(station)
+        active = await self._desired(station, "active")
+        if active is None:
+            reported = await asyncio.to_thread(nodes.running_models, self.db, station, "active")
+            active = reported[0] if len(reported) == 1 else None
+        return active, await self._desired(station, "shadow")
+
+    def _set_shadow(self, station: str, full: str) -> None:
+        if self.settings.serves(station):
+            self.registry.shadows[station] = full
+
+    async def _write(self, station: str, by: str, changes: dict[str, ModelRef | None],
+                     old: str | None) -> None:
+        """Record the changes; `old` is the active model before them (kept in the history
+        when it came from settings, so a rollback can return to it)."""
         try:
             await asyncio.to_thread(deployments.apply, self.db, station, by, changes,
                                     ModelRef.parse(old) if old else None)
@@ -246,9 +338,14 @@ class Deployer:
             raise ServiceUnavailableError(
                 "the database is unavailable: nothing was changed",
                 hint="retry when /readyz reports the database ok") from exc
+        if self.on_change is not None:
+            self.on_change()
 
     def _switch(self, station: str, new: str, old: str | None, *, clear_shadow: bool) -> None:
-        """Flip the mapping in one event-loop step: new requests go to `new` from here on."""
+        """Flip the mapping in one event-loop step: new requests go to `new` from here on
+        (nothing to flip at a station another node serves)."""
+        if not self.settings.serves(station):
+            return
         reg = self.registry
         reg.stations[station] = new
         if clear_shadow:

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 UPLOADS = ".uploads"
 
+#: Checks an unpacked package folder before anything in it is loaded (a signature check
+#: plugs in here); raises an InspectorError (ModelPackageError) to refuse the package.
+PackageVerifier = Callable[[Path], None]
+
 
 @dataclass(frozen=True)
 class StagedPackage:
@@ -100,16 +104,21 @@ def stage(
     max_pixels: int,
     precheck: Callable[[str, str, str | None], None] | None = None,
     trust: TrustPolicy | None = None,
+    verify: PackageVerifier | None = None,
 ) -> StagedPackage:
-    """Unpack and validate an uploaded archive (blocking). Raises InspectorError subclasses:
-    ArchiveError / UnsupportedMediaTypeError / PayloadTooLargeError for the archive,
-    ModelPackageError for the package (PackageSignatureError when `trust` refuses it, checked
-    before ONNX Runtime reads the model), and whatever `precheck(name, version, sha256)` raises
-    (it runs on the card before the expensive checks, e.g. to refuse a duplicate early)."""
+    """Unpack and validate an uploaded or fetched archive (blocking). Raises InspectorError
+    subclasses: ArchiveError / UnsupportedMediaTypeError / PayloadTooLargeError for the
+    archive, ModelPackageError for the package (PackageSignatureError when `trust` refuses it,
+    checked before ONNX Runtime reads the model), and whatever `precheck(name, version,
+    sha256)` raises (it runs on the card before the expensive checks, e.g. to refuse a
+    duplicate early) or `verify(package_root)` raises (it runs before any of the package is
+    loaded)."""
     tree = workdir / "tree"
     nbytes = extract(archive, tree, limits)
     archive.unlink(missing_ok=True)
     root = find_package_root(tree)
+    if verify is not None:
+        verify(root)
     if precheck is not None:
         card = read_card(root / CARD_FILE)
         precheck(card.name, card.version, card.onnx_sha256)

@@ -42,7 +42,6 @@ class MqttDestination:
         self._connected = threading.Event()
         self._client = broker.client(client_id)
         self._client.max_inflight_messages_set(200)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
 

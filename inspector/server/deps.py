@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from inspector.lifecycle.deployer import Deployer
+from inspector.lifecycle.reconciler import Reconciler
 from inspector.lifecycle.registry import ModelRegistry
 from inspector.publish.manager import Publishers
 from inspector.server.auth import (
@@ -21,6 +22,7 @@ from inspector.server.auth import (
     check_station,
 )
 from inspector.server.errors import AuthenticationError
+from inspector.server.fleet import Heartbeat
 from inspector.server.metrics import Metrics
 from inspector.server.service import InspectionService
 from inspector.settings import Settings
@@ -42,6 +44,10 @@ class Services:
     keys: KeyCache
     #: Deploys, promotes, rollbacks and uploads (the model registry).
     deployer: Deployer | None = None
+    #: Follows the fleet's desired state for the stations this node serves.
+    reconciler: Reconciler | None = None
+    #: This node's row in the nodes table (and its MQTT status).
+    heartbeat: Heartbeat | None = None
 
 
 def get_services(request: Request) -> Services:

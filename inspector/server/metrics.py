@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -13,6 +14,15 @@ _MS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000
 #: camera could grow the metrics without bound by inventing names.
 MAX_STATION_LABELS = 256
 OTHER_STATION = "_other"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts since the server started (the heartbeat turns them into rates)."""
+
+    frames: int
+    fails: int
+    errors: int
 
 
 class Metrics:
@@ -58,6 +68,7 @@ class Metrics:
             registry=r,
         )
         self._stations: set[str] = set()
+        self._frames = self._fails = self._errors = 0
 
     def count_verdict(self, station: str, verdict: str) -> None:
         """Count one verdict under its station's label (capped: see MAX_STATION_LABELS)."""
@@ -67,6 +78,16 @@ class Metrics:
             else:
                 self._stations.add(station)
         self.inspections.labels(station=station, verdict=verdict).inc()
+        self._frames += 1
+        self._fails += verdict == "fail"
+
+    def count_error(self, status: int) -> None:
+        """Count one error answer."""
+        self.errors.labels(status=str(status)).inc()
+        self._errors += 1
+
+    def totals(self) -> Totals:
+        return Totals(self._frames, self._fails, self._errors)
 
     def track_budget(self, in_use: Callable[[], int], limit: int) -> None:
         """Report the frames' memory budget (bytes reserved now, and its limit)."""

@@ -38,6 +38,7 @@ from inspector.lifecycle.shadow import ShadowRunner
 from inspector.publish.messages import destination_names, verdict_message
 from inspector.server.metrics import Metrics
 from inspector.settings import Settings
+from inspector.store import artifact_blobs
 from inspector.store.artifacts import ArtifactStore, SavedArtifacts
 from inspector.store.db import Database, database_unavailable
 from inspector.store.inspections import (
@@ -149,6 +150,8 @@ class InspectionService:
         #: Bytes every frame in flight may hold, all models together.
         self.budget = MemoryBudget(settings.max_inflight_bytes)
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="commit")
+        self._share_pool = (ThreadPoolExecutor(1, thread_name_prefix="share")
+                            if settings.shares_storage else None)
         self._destinations = destination_names(settings)
         self.committer: MicroBatcher[NewInspection, Exception | None] = MicroBatcher(
             "committer", self._commit, self._db_thread, max_batch=256, max_delay_ms=0.0
@@ -172,6 +175,8 @@ class InspectionService:
         self.work_pool.shutdown(wait=True)
         self.heavy_pool.shutdown(wait=True)
         self._db_thread.shutdown(wait=True)
+        if self._share_pool is not None:
+            self._share_pool.shutdown(wait=True)
 
     def _commit(self, items: list[NewInspection]) -> list[Exception | None]:
         """Group commit; per item None (committed) or the error that refused that record alone.
@@ -185,6 +190,8 @@ class InspectionService:
         committed = [item for item, refused in zip(items, outcomes, strict=True) if refused is None]
         if committed:
             self._tell_listeners(committed)
+            if self._share_pool is not None:
+                self._share_pool.submit(self._share, committed)
         return outcomes
 
     def _tell_listeners(self, committed: list[NewInspection]) -> None:
@@ -196,6 +203,14 @@ class InspectionService:
             except Exception:
                 log.exception("verdict listener %r failed; the verdicts stay committed",
                               listener)
+
+    def _share(self, items: list[NewInspection]) -> None:
+        """Copy flagged frames' artifacts into the shared database (fleet storage); a failure
+        costs only other nodes' view of those frames, never the verdicts."""
+        try:
+            artifact_blobs.share(self.db, self.artifacts, items)
+        except Exception as exc:
+            log.warning("flagged frames' artifacts not shared with the fleet: %s", exc)
 
     @contextmanager
     def admit(self, station: str, declared_bytes: int | None = None) -> Iterator[Admitted]:

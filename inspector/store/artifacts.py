@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 
 from inspector.core.names import utcnow
 from inspector.store.db import Database
-from inspector.store.models import Inspection
+from inspector.store.models import ArtifactBlob, Inspection
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,13 @@ class _DaySwept:
 class ArtifactStore:
     """Files under one root folder, addressed by server-made keys."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, node: str | None = None) -> None:
+        """`node`: in a fleet, the node whose records' files live under `root` (each node
+        looks after its own disk); None = every record (a lone node)."""
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._swept: dict[Path, _DaySwept] = {}
+        self._node = node
 
     def save(
         self,
@@ -156,7 +159,8 @@ class ArtifactStore:
     ) -> RetentionResult:
         """Drop artifacts older than `max_age`, then the oldest until the total fits `max_bytes`.
 
-        Records stay (verdicts are kept); only their artifact keys are cleared.
+        Records stay (verdicts are kept); only their artifact keys are cleared, and their
+        copies in the shared database. With a `node`, only that node's records count.
         """
         removed, freed = 0, 0
         old = Inspection.created_at < utcnow() - max_age
@@ -174,10 +178,13 @@ class ArtifactStore:
             log.info("retention: removed artifacts of %d inspections, %d bytes", removed, freed)
         return RetentionResult(removed, freed)
 
-    @staticmethod
-    def _stored_bytes(db: Database) -> int:
+    def _mine(self) -> ColumnElement[bool]:
+        """Records whose files this store holds (all of them unless a node was named)."""
+        return Inspection.node == self._node if self._node else Inspection.image_key.is_not(None)
+
+    def _stored_bytes(self, db: Database) -> int:
         stmt = select(func.coalesce(func.sum(Inspection.artifact_bytes), 0)).where(
-            Inspection.image_key.is_not(None)
+            Inspection.image_key.is_not(None), self._mine()
         )
         with db.session() as s:
             return int(s.scalar(stmt) or 0)
@@ -189,7 +196,8 @@ class ArtifactStore:
         """Remove artifacts of the oldest records matching `condition`: up to `limit` of them,
         or (with `excess`) just enough of them to free that many bytes."""
         stmt = select(Inspection.id, Inspection.image_key, Inspection.heatmap_key,
-                      Inspection.artifact_bytes).where(Inspection.image_key.is_not(None))
+                      Inspection.artifact_bytes).where(Inspection.image_key.is_not(None),
+                                                       self._mine())
         if condition is not None:
             stmt = stmt.where(condition)
         with db.session() as s:
@@ -205,11 +213,13 @@ class ArtifactStore:
             if not rows:
                 return 0, 0
             freed = sum(self.remove(img) + self.remove(heat) for _, img, heat, _n in rows)
+            ids = [r[0] for r in rows]
             s.execute(
                 update(Inspection)
-                .where(Inspection.id.in_([r[0] for r in rows]))
+                .where(Inspection.id.in_(ids))
                 .values(image_key=None, heatmap_key=None, artifact_bytes=0)
             )
+            s.execute(delete(ArtifactBlob).where(ArtifactBlob.inspection_id.in_(ids)))
         return len(rows), freed
 
     def sweep_orphans(self, db: Database, grace: timedelta = ORPHAN_GRACE,

@@ -1,12 +1,15 @@
 """Model versions the server knows and which one serves each station (active or shadow).
 
 The server registers every package it loads; a deploy writes a row and retires the previous
-one for that station and mode, so the history stays (rollback and audit build on it).
+one for that station and mode, so the history stays (rollback and audit build on it). The
+current rows are the fleet's desired state: every node sharing the database reconciles the
+stations it serves to them (inspector.lifecycle.reconciler).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import desc, select, update
 
@@ -122,26 +125,55 @@ def previous_active(db: Database, station: str) -> ModelRef | None:
     return None
 
 
+def _version_field(db: Database, column: Any, name: str, version: str) -> Any:
+    with db.session() as s:
+        return s.scalar(select(column).where(ModelVersion.name == name,
+                                             ModelVersion.version == version))
+
+
 def model_card_json(db: Database, name: str, version: str) -> str | None:
     """The card (JSON text) recorded for a version; None when it was never registered."""
-    with db.session() as s:
-        return s.scalar(select(ModelVersion.card_json).where(
-            ModelVersion.name == name, ModelVersion.version == version))
+    return cast(str | None, _version_field(db, ModelVersion.card_json, name, version))
 
 
 def model_version_path(db: Database, name: str, version: str) -> str | None:
-    """Where a registered version's package lives (None when it was never registered)."""
-    with db.session() as s:
-        return s.scalar(
-            select(ModelVersion.path).where(ModelVersion.name == name,
-                                            ModelVersion.version == version)
-        )
+    """Where a registered version's package lives on the node that registered it (None when
+    it was never registered)."""
+    return cast(str | None, _version_field(db, ModelVersion.path, name, version))
 
 
 def model_version_sha(db: Database, name: str, version: str) -> str | None:
     """The checksum recorded for a version (a name:version always means one model)."""
+    return cast(str | None, _version_field(db, ModelVersion.onnx_sha256, name, version))
+
+
+def package_sha(db: Database, name: str, version: str) -> str | None:
+    """The sha256 of the version's archive in the package store (None: not shared)."""
+    return cast(str | None, _version_field(db, ModelVersion.package_sha256, name, version))
+
+
+def set_package_sha(db: Database, name: str, version: str, sha256: str) -> None:
+    """Record where the version's archive is in the package store."""
     with db.session() as s:
-        return s.scalar(
-            select(ModelVersion.onnx_sha256).where(ModelVersion.name == name,
-                                                   ModelVersion.version == version)
-        )
+        s.execute(update(ModelVersion)
+                  .where(ModelVersion.name == name, ModelVersion.version == version)
+                  .values(package_sha256=sha256))
+
+
+def registered_versions(db: Database, name: str) -> list[ModelRef]:
+    """Every recorded version of a model, oldest first."""
+    with db.session() as s:
+        rows = s.execute(select(ModelVersion.name, ModelVersion.version)
+                         .where(ModelVersion.name == name).order_by(ModelVersion.id)).all()
+    return [ModelRef(n, v) for n, v in rows]
+
+
+def desired(db: Database, station: str, mode: str) -> ModelRef | None:
+    """The model the fleet should run at `station` in `mode` (None: no deployment)."""
+    with db.session() as s:
+        row = s.execute(select(StationDeployment.model_name, StationDeployment.model_version)
+                        .where(StationDeployment.station == station,
+                               StationDeployment.mode == mode,
+                               StationDeployment.retired_at.is_(None))
+                        .order_by(desc(StationDeployment.id)).limit(1)).first()
+    return None if row is None else ModelRef(row[0], row[1])

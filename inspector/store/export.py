@@ -27,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, func, select
 
 from inspector.core.names import DEFECT_TYPE_RE, ModelRef, utcnow
+from inspector.store import artifact_blobs
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database
 from inspector.store.models import Inspection, Review
@@ -171,9 +172,11 @@ def write_export(
     q: ExportQuery,
     out: Path,
     progress: Callable[[int], None] | None = None,
+    shared: bool = False,
 ) -> ExportResult:
     """Write the export to `out` (which must not exist or be empty). Raises FileExistsError
-    for a non-empty `out`."""
+    for a non-empty `out`. With `shared` (fleet storage), a frame not on this machine's disk
+    comes from its copy in the database (flagged frames of every node)."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(out)
     # A link to an empty folder (on another volume, say) is written through: the export is
@@ -187,12 +190,18 @@ def write_export(
     try:
         for item in planned:
             src = artifacts.path(item.source_file)  # refuses anything not server-made
-            if not src.is_file():
+            data = None
+            if not src.is_file() and shared:
+                data = artifact_blobs.read(db, item.source_file)
+            if not src.is_file() and data is None:
                 missing.append(item.inspection_id)
                 continue
             target = tmp / item.file
             target.parent.mkdir(exist_ok=True)
-            shutil.copyfile(src, target)
+            if data is None:
+                shutil.copyfile(src, target)
+            else:
+                target.write_bytes(data)
             items.append(item)
             if progress is not None:
                 progress(1)

@@ -4,6 +4,10 @@ Tables: inspections (one row per verdict), reviews (QA labels), api_keys (hashed
 (one row per verdict and destination until delivered), model_versions and
 station_deployments (which package serves which station; the registry builds on these),
 shadow_results (what a shadow-deployed model said about a frame the active model judged).
+Fleet tables (many nodes on one database): package_blobs and package_chunks (model package
+archives by sha256), nodes (registration and heartbeat) and node_stations (what each node runs
+at each station against the desired state, and why not), artifact_blobs (flagged frames'
+image and heatmap, readable from any node).
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -168,6 +175,9 @@ class ModelVersion(Base):
     card_json: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: sha256 of the package archive in the package store (any node can fetch it); None when
+    #: the version was recorded without sharing it (single node on SQLite).
+    package_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
 
@@ -218,3 +228,81 @@ class ShadowResult(Base):
         Index("ix_shadow_results_station_model", "station", "shadow_name", "shadow_version",
               "created_at"),
     )
+
+
+class PackageBlob(Base):
+    """One package archive in the database package store, stored once per sha256."""
+
+    __tablename__ = "package_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PackageChunk(Base):
+    """A slice of a package archive: rows of a few MiB keep every value far below
+    PostgreSQL's bytea limit and let readers stream without holding the whole archive."""
+
+    __tablename__ = "package_chunks"
+
+    sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("package_blobs.sha256", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (PrimaryKeyConstraint("sha256", "seq"),)
+
+
+class NodeRow(Base):
+    """A server in the fleet: what it is, what it serves, and its latest heartbeat."""
+
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    line: Mapped[str] = mapped_column(String(64))
+    base_url: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    #: Where inference runs and how (provider, concurrent calls, threads per call).
+    plan: Mapped[str] = mapped_column(String(256))
+    #: JSON list of the stations it follows; null = every station.
+    serves: Mapped[str | None] = mapped_column(Text)
+    #: JSON list of the models it has loaded (name:version).
+    models: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The node's own heartbeat interval: staleness is judged against it.
+    heartbeat_s: Mapped[float] = mapped_column(Float)
+    frames_per_s: Mapped[float] = mapped_column(Float, default=0.0)
+    fail_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    error_rate: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class NodeStation(Base):
+    """The outcome of a node's last reconcile of one station and mode."""
+
+    __tablename__ = "node_stations"
+
+    node_id: Mapped[str] = mapped_column(String(64))
+    station: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))
+    desired: Mapped[str | None] = mapped_column(String(130))
+    running: Mapped[str | None] = mapped_column(String(130))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (PrimaryKeyConstraint("node_id", "station", "mode"),)
+
+
+class ArtifactBlob(Base):
+    """A stored artifact's bytes, for nodes that did not judge the frame (fleet storage)."""
+
+    __tablename__ = "artifact_blobs"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    inspection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

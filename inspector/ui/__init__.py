@@ -1,6 +1,7 @@
 """QA review pages under `/ui`: sign in with a reviewer key, work through flagged parts,
-watch each station's yield, false-reject rate and score drift. Server-rendered (Jinja2) with
-a little vanilla JavaScript; no build step, nothing loaded from outside the server."""
+watch each station's yield, false-reject rate and score drift, and the fleet's nodes.
+Server-rendered (Jinja2) with a little vanilla JavaScript; no build step, nothing loaded from
+outside the server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from inspector.ui import model_pages, review_pages, signin, station_pages
+from inspector.ui import fleet_pages, model_pages, review_pages, signin, station_pages
 from inspector.ui.web import SignInRequired, signin_required
 
 STATIC = Path(__file__).with_name("static")
@@ -20,6 +21,7 @@ router.include_router(signin.router)
 router.include_router(review_pages.router)
 router.include_router(station_pages.router)
 router.include_router(model_pages.router)
+router.include_router(fleet_pages.router)
 
 
 @router.get("/static/{name}")

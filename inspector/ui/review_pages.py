@@ -8,11 +8,12 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from inspector.core.errors import InvalidTextError
 from inspector.core.names import DEFECT_TYPE_RE
 from inspector.core.text import check_text
+from inspector.server.artifact_files import artifact_response
 from inspector.store import deployments, reviews
 from inspector.store import inspections as store
 from inspector.store.db import Database
@@ -164,13 +165,8 @@ def _artifact(request: Request, inspection_id: str, heatmap: bool) -> Response:
     svc = services(request)
     row = store.get_inspection(svc.db, inspection_id)
     key = (row.heatmap_key if heatmap else row.image_key) if row else None
-    path = svc.artifacts.path(key) if key else None
-    if path is None or not path.is_file():
-        return Response(status_code=404)
-    ext = path.suffix.lstrip(".")
-    media = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff"}
-    return FileResponse(path, media_type=media.get(ext, "application/octet-stream"),
-                        headers={"Cache-Control": "private, max-age=3600"})
+    found = artifact_response(svc, key) if key else None
+    return found if found is not None else Response(status_code=404)
 
 
 @router.get("/parts/{inspection_id}/image")

@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from inspector.core.names import NAME_PATTERN, as_utc
 from inspector.lifecycle.errors import NotFoundError
+from inspector.server.artifact_files import artifact_response
 from inspector.server.deps import ReaderDep, ServicesDep
 from inspector.server.errors import error_responses
 from inspector.server.schemas import InspectionOut, InspectionPage, ReviewIn, ReviewOut
 from inspector.store import inspections as store
-from inspector.store.artifacts import MEDIA_TYPES
 from inspector.store.models import Inspection
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
@@ -65,26 +65,26 @@ def get_inspection(
 
 
 def _artifact(services: ServicesDep, key: str | None, what: str, inspection_id: str
-              ) -> FileResponse:
+              ) -> Response:
     if key is None:
         raise NotFoundError(
             f"no {what} stored for inspection {inspection_id}",
             hint="every fail is stored; passes only at the sample_passes rate, and retention "
                  "removes old artifacts",
         )
-    path = services.artifacts.path(key)
-    if not path.is_file():
+    found = artifact_response(services, key)
+    if found is None:
         raise NotFoundError(f"the {what} of inspection {inspection_id} is gone from disk",
-                            hint="it was removed by retention or by hand")
-    media = MEDIA_TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+                            hint="it was removed by retention or by hand, or it is on the "
+                                 "node that judged the frame (only fails are shared)")
+    return found
 
 
 @router.get("/{inspection_id}/image", summary="The frame as the camera sent it",
             response_class=FileResponse,
             responses=error_responses({404: "No such inspection, or its frame is not stored"}))
 def get_image(services: ServicesDep, _principal: ReaderDep, inspection_id: InspectionId
-              ) -> FileResponse:
+              ) -> Response:
     row = _get(services, inspection_id)
     return _artifact(services, row.image_key, "image", inspection_id)
 
@@ -93,7 +93,7 @@ def get_image(services: ServicesDep, _principal: ReaderDep, inspection_id: Inspe
             response_class=FileResponse,
             responses=error_responses({404: "No such inspection, or its heatmap is not stored"}))
 def get_heatmap(services: ServicesDep, _principal: ReaderDep, inspection_id: InspectionId
-                ) -> FileResponse:
+                ) -> Response:
     row = _get(services, inspection_id)
     return _artifact(services, row.heatmap_key, "heatmap", inspection_id)
 

@@ -141,7 +141,7 @@ async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep
 @router.get("/stations/{station}/model", response_model=StationOut,
             summary="A station's active, shadow and rollback models")
 async def station_models(services: ServicesDep, _p: ReaderDep, station: Station) -> StationOut:
-    return StationOut.of(deployer_of(services).state(station))
+    return StationOut.of(await deployer_of(services).state(station))
 
 
 @router.post("/stations/{station}/promote", response_model=StationOut,
