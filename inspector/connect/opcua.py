@@ -177,7 +177,18 @@ class OpcUaTrigger(EventTrigger):
         asyncio.run(self._main())
 
     async def _main(self) -> None:
+        """Runs `_connect` until `close`, which also cuts short a connect that hangs."""
         self._loop = asyncio.get_running_loop()
+        work = asyncio.create_task(self._connect())
+        closed = asyncio.create_task(self._wake.wait())
+        await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, closed):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _connect(self) -> None:
+        """Connect, subscribe and watch; after a loss, again with a growing wait."""
         delay = 1.0
         while not self._closed.is_set():
             try:
@@ -188,7 +199,7 @@ class OpcUaTrigger(EventTrigger):
                     return
                 self._down(exc)
             except Exception as exc:  # unreachable, lost, timed out: all retried alike
-                self._down(str(exc) or type(exc).__name__)
+                self._down(f"not connected ({str(exc) or type(exc).__name__})")
             if self.subscribed.is_set():
                 delay = 1.0  # it worked for a while: this is a new outage
             self.subscribed.clear()
@@ -204,13 +215,7 @@ class OpcUaTrigger(EventTrigger):
         """One connection: subscribe, then watch the connection until closed or lost."""
         client = self.login.client()
         try:
-            await client.connect()
-        except ua.UaStatusCodeError as exc:
-            if exc.code in _REFUSALS:
-                raise RefusedError(f"login as {self.login.user or 'anonymous'} refused ({exc}); "
-                                   "check --opcua-user and INSPECTOR_OPCUA_PASSWORD") from exc
-            raise
-        try:
+            await self._login(client)
             node = await self._node(client)
             self._baseline = True
             sub = await client.create_subscription(PUBLISH_MS, self)
@@ -221,6 +226,15 @@ class OpcUaTrigger(EventTrigger):
                 await self._pause(1.0)
         finally:
             await _quietly_disconnect(client)
+
+    async def _login(self, client: Client) -> None:
+        try:
+            await client.connect()
+        except ua.UaStatusCodeError as exc:
+            if exc.code in _REFUSALS:
+                raise RefusedError(f"login as {self.login.user or 'anonymous'} refused ({exc}); "
+                                   "check --opcua-user and INSPECTOR_OPCUA_PASSWORD") from exc
+            raise
 
     async def _node(self, client: Client) -> Node:
         """The node to watch, its namespace resolved, and its type checked."""
