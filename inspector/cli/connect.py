@@ -88,8 +88,8 @@ def stream(
              "--roi and comes to rest), mqtt:<topic> (a message on --mqtt-url; its payload "
              "may carry the part id, as {\"part_id\": ...} or plain text) or opcua:<node id> "
              "(a change of a variable on --opcua-url: a Boolean's false->true edge, a counter's "
-             "rise, a String's new value as the part id; e.g. opcua:ns=2;s=PartPresent or "
-             "opcua:nsu=urn:inspector:line1;s=Stations/s1/FrameRequests).")],
+             "rise, a String's new value as the part id; e.g. opcua:ns=2;s=PartPresent, or "
+             "opcua:nsu=<namespace URI>;s=<name> with the namespace looked up by URI).")],
     key: Annotated[str, typer.Option(
         "--key", envvar="INSPECTOR_CAMERA_KEY",
         help="Camera API key (also INSPECTOR_CAMERA_KEY).")],
