@@ -86,10 +86,10 @@ def parse_node(text: str) -> NodeSpec:
         raise ValueError(f"opcua:{text[:200]!r}: the identifier after {m['kind']}= is not "
                          "valid (i= takes a number, g= a GUID, b= base64)") from exc
     if m["kind"] == "i" and not 0 <= int(m["id"]) < 2**32:
-        raise ValueError(f"opcua:{text!r}: a numeric identifier is at most {2**32 - 1}")
+        raise ValueError(f"opcua:{text[:200]!r}: a numeric identifier is at most {2**32 - 1}")
     namespace: int | str = m["nsu"] if m["nsu"] is not None else int(m["ns"] or 0)
     if isinstance(namespace, int) and namespace > 65535:
-        raise ValueError(f"opcua:{text!r}: a namespace index is at most 65535")
+        raise ValueError(f"opcua:{text[:200]!r}: a namespace index is at most 65535")
     return NodeSpec(text, namespace, node)
 
 
