@@ -85,8 +85,11 @@ def stream(
     station: Annotated[str, typer.Option(help="Station the frames belong to.")],
     trigger: Annotated[str, typer.Option(
         help="Which frames are judged: rate:<fps> (a fixed rate), motion (a part arrives in "
-             "--roi and comes to rest) or mqtt:<topic> (a message on --mqtt-url; its payload "
-             "may carry the part id, as {\"part_id\": ...} or plain text).")],
+             "--roi and comes to rest), mqtt:<topic> (a message on --mqtt-url; its payload "
+             "may carry the part id, as {\"part_id\": ...} or plain text) or opcua:<node id> "
+             "(a change of a variable on --opcua-url: a Boolean's false->true edge, a counter's "
+             "rise, a String's new value as the part id; e.g. opcua:ns=2;s=PartPresent, or "
+             "opcua:nsu=<namespace URI>;s=<name> with the namespace looked up by URI).")],
     key: Annotated[str, typer.Option(
         "--key", envvar="INSPECTOR_CAMERA_KEY",
         help="Camera API key (also INSPECTOR_CAMERA_KEY).")],
@@ -109,6 +112,16 @@ def stream(
     mqtt_url: Annotated[str, typer.Option(
         envvar="INSPECTOR_MQTT_URL", help="mqtt: the broker (also INSPECTOR_MQTT_URL).")
     ] = "mqtt://127.0.0.1:1883",
+    opcua_url: Annotated[str | None, typer.Option(
+        envvar="INSPECTOR_OPCUA_URL",
+        help="opcua: the server, opc.tcp://host:4840/path (also INSPECTOR_OPCUA_URL).")
+    ] = None,
+    opcua_user: Annotated[str | None, typer.Option(
+        help="opcua: user name; anonymous without it.")] = None,
+    opcua_password: Annotated[str | None, typer.Option(
+        envvar="INSPECTOR_OPCUA_PASSWORD", show_default=False,
+        help="opcua: the user's password; better set INSPECTOR_OPCUA_PASSWORD (a command "
+             "line is visible to other users of the machine).")] = None,
     part_id: Annotated[str, typer.Option(
         help="Part id when the trigger gives none: {station}, {seq} (frame number in this "
              "run), {time} (UTC).")] = "{station}-{time}",
@@ -133,6 +146,10 @@ def stream(
 
         INSPECTOR_CAMERA_KEY=... inspector connect stream --station s1 \\
             --url rtsp://cam1.local/stream1 --trigger motion --roi 200,100,640,480
+
+        INSPECTOR_OPCUA_PASSWORD=... inspector connect stream --station s1 --device 0 \\
+            --trigger 'opcua:ns=3;s="DB_Line"."PartPresent"' \\
+            --opcua-url opc.tcp://plc1:4840 --opcua-user camera
     """
     from inspector.connect.client import ConnectError
     from inspector.connect.motion import Roi
@@ -144,7 +161,9 @@ def stream(
     try:
         spec = SourceSpec(url=url, file=file, device=device)
         opts = TriggerOptions(roi=Roi.parse(roi) if roi is not None else None, settle_s=settle,
-                              motion_threshold=motion_threshold, mqtt_url=mqtt_url)
+                              motion_threshold=motion_threshold, mqtt_url=mqtt_url,
+                              opcua_url=opcua_url, opcua_user=opcua_user,
+                              opcua_password=opcua_password, max_backoff_s=max_backoff)
         adapter = StreamAdapter(StreamConfig(
             source=spec, station=station, server=server, key=key,
             trigger=make_trigger(trigger, opts), part_id=part_id, queue_size=queue,

@@ -16,15 +16,10 @@ import threading
 import time
 from typing import Any
 
-from inspector.connect.triggers import Counters, EventTrigger
+from inspector.connect.triggers import Counters, EventTrigger, line_part_id
 from inspector.core.broker import Broker
-from inspector.core.errors import InvalidTextError
-from inspector.core.text import check_text
 
 log = logging.getLogger(__name__)
-
-#: The server's limit on a part id (POST /v1/inspect?part_id=).
-PART_ID_MAX = 128
 
 
 def check_topic_filter(topic: str) -> str:
@@ -57,11 +52,7 @@ def part_id_of(payload: bytes) -> str | None:
             part = str(part)
     if not isinstance(part, str) or not part:
         return None
-    try:
-        return check_text(part, "part_id", max_length=PART_ID_MAX)
-    except InvalidTextError as exc:
-        log.warning("trigger message: %s; the part id is made up", exc)
-        return None
+    return line_part_id(part, "trigger message")
 
 
 class MqttTrigger(EventTrigger):

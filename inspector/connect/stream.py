@@ -18,16 +18,24 @@ import string
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from inspector.connect.client import ConnectError, InspectClient
 from inspector.connect.motion import MotionTrigger, Roi
-from inspector.connect.mqtt import PART_ID_MAX, MqttTrigger
+from inspector.connect.mqtt import MqttTrigger
 from inspector.connect.source import FrameSource, SourceSpec
-from inspector.connect.triggers import Counters, Fire, Frame, RateTrigger, Trigger
+from inspector.connect.triggers import (
+    PART_ID_MAX,
+    Counters,
+    EventTrigger,
+    Fire,
+    Frame,
+    RateTrigger,
+    Trigger,
+)
 from inspector.core.errors import InvalidTextError
 from inspector.core.names import NAME_RE, utcnow
 from inspector.core.text import check_text
@@ -45,6 +53,10 @@ class TriggerOptions:
     settle_s: float = 0.3
     motion_threshold: float = 0.05
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    opcua_url: str | None = None
+    opcua_user: str | None = None
+    opcua_password: str | None = field(default=None, repr=False)
+    max_backoff_s: float = 30.0
 
 
 def _rate(arg: str, opts: TriggerOptions) -> Trigger:
@@ -68,16 +80,33 @@ def _mqtt(arg: str, opts: TriggerOptions) -> Trigger:
     return MqttTrigger(opts.mqtt_url, arg)
 
 
-#: `--trigger KIND[:ARG]` -> the trigger. An OPC UA node-change trigger is one more entry.
+def _opcua(arg: str, opts: TriggerOptions) -> Trigger:
+    try:
+        from inspector.connect.opcua import OpcUaLogin, OpcUaTrigger
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "asyncua":
+            raise
+        raise ValueError("the opcua trigger needs the OPC UA library (asyncua): "
+                         "pip install 'inspector[opcua]'") from exc
+    if opts.opcua_url is None:
+        raise ValueError(f"opcua:{arg[:200]} needs the server: --opcua-url "
+                         "opc.tcp://host:4840/path")
+    login = OpcUaLogin(opts.opcua_url, opts.opcua_user, opts.opcua_password)
+    return OpcUaTrigger(arg, login, max_backoff_s=opts.max_backoff_s)
+
+
+#: `--trigger KIND[:ARG]` -> the trigger.
 TRIGGERS: dict[str, Callable[[str, TriggerOptions], Trigger]] = {
-    "rate": _rate, "motion": _motion, "mqtt": _mqtt}
+    "rate": _rate, "motion": _motion, "mqtt": _mqtt, "opcua": _opcua}
 
 
 def make_trigger(spec: str, opts: TriggerOptions) -> Trigger:
-    """`rate:2`, `motion`, `mqtt:line1/cam1/trigger` -> the trigger; ValueError otherwise."""
+    """`rate:2`, `motion`, `mqtt:line1/cam1/trigger`, `opcua:ns=2;s=PartPresent` -> the
+    trigger; ValueError otherwise."""
     kind, _, arg = spec.partition(":")
     if kind not in TRIGGERS:
-        raise ValueError(f"unknown trigger {spec!r}: use rate:<fps>, motion or mqtt:<topic>")
+        raise ValueError(f"unknown trigger {spec!r}: use rate:<fps>, motion, mqtt:<topic> "
+                         "or opcua:<node id>")
     if opts.roi is not None and kind != "motion":
         raise ValueError("--roi is the region the motion trigger watches; other triggers "
                          "send the whole frame")
@@ -210,8 +239,9 @@ class StreamAdapter:
 
     def run(self, stop: threading.Event) -> None:
         """Read, pick and send until `stop` is set or a file ends (then every picked frame is
-        sent first). ConnectError when the source or the server refuses the setup; `stop` is
-        set then too. Opens the source unless `source.open()` was called before."""
+        sent first). ConnectError when the source, the server or the trigger's side (an OPC UA
+        login) refuses the setup; `stop` is set then too. Opens the source unless
+        `source.open()` was called before."""
         self.source.open()
         trigger = self.config.trigger
         trigger.start(stop, self.counters)
@@ -241,6 +271,8 @@ class StreamAdapter:
             trigger.close()
             self.source.close()
             self.client.close()
+        if self.error is None and isinstance(trigger, EventTrigger):
+            self.error = trigger.error  # the line refused the trigger's setup
         if self.error is not None:
             raise self.error
 

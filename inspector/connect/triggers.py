@@ -1,9 +1,10 @@
 """When a frame of a stream is judged: the trigger interface and the simple triggers.
 
 A trigger looks at every frame read (`check`) and says whether this one is taken, perhaps
-with a part id. Triggers driven by the line rather than the picture (an MQTT message, later
-an OPC UA node change) derive from `EventTrigger`: their own thread calls `request()`, and
-the next frame read after that call is taken.
+with a part id. Triggers driven by the line rather than the picture (an MQTT message, an OPC
+UA node change) derive from `EventTrigger`: their own thread calls `request()`, and the next
+frame read after that call is taken; `fail()` stops the adapter when the line refuses the
+setup (a wrong password, an unknown node).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Protocol
 
 import numpy as np
 
+from inspector.connect.client import ConnectError
+from inspector.core.errors import InvalidTextError
+from inspector.core.text import check_text
+
 log = logging.getLogger(__name__)
+
+#: The server's limit on a part id (POST /v1/inspect?part_id=).
+PART_ID_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,16 @@ class Counters:
     def line(self) -> str:
         with self._lock:
             return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+
+
+def line_part_id(part: str, source: str) -> str | None:
+    """`part` when the server would take it as a part id; else None (the adapter makes one
+    up), with a warning that names `source`."""
+    try:
+        return check_text(part, "part_id", max_length=PART_ID_MAX)
+    except InvalidTextError as exc:
+        log.warning("%s: %s; the part id is made up", source, exc)
+        return None
 
 
 class Trigger(Protocol):
@@ -102,10 +120,18 @@ class EventTrigger:
         self.pending: collections.deque[tuple[float, str | None]] = collections.deque()
         self.max_pending = max_pending
         self.counters = Counters()
+        self.error: ConnectError | None = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def start(self, stop: threading.Event, counters: Counters) -> None:
         self.counters = counters
+        self._stop = stop
+
+    def fail(self, error: ConnectError) -> None:
+        """The line refused the setup: stop the adapter, which then raises `error`."""
+        self.error = error
+        self._stop.set()
 
     def request(self, at: float, part_id: str | None) -> None:
         """The line asked for a frame at monotonic time `at`."""
@@ -118,6 +144,8 @@ class EventTrigger:
                     part_id, self.max_pending)
 
     def check(self, frame: Frame) -> Fire | None:
+        if self.error is not None:
+            raise self.error
         with self._lock:
             if self.pending and self.pending[0][0] <= frame.started:
                 return Fire(self.pending.popleft()[1])
