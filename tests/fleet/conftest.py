@@ -20,6 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.lifecycle.conftest import frame
+from tests.lifecycle.test_signed_packages import Signer
 from tests.model_factory import make_package
 from tests.server.harness import ServerProcess, base_env, create_key, postgres_base_url, reachable
 
@@ -98,6 +99,8 @@ class Fleet:
     line: str
     watcher: StatusWatcher
     tmp: Path
+    #: `qa` is trusted by every node; `vendor` only by n1 (a node set up differently).
+    signers: dict[str, Signer]
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -174,7 +177,9 @@ class LoadLoop:
 def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("fleet")
-    tiny1 = make_package(tmp / "build")  # the same package on every node, as if copied
+    signers = {name: Signer(tmp / "keys", name) for name in ("qa", "vendor")}
+    # the same signed package on every node, as if copied
+    tiny1 = signers["qa"].sign(make_package(tmp / "build"))
     site, line = f"site{uuid.uuid4().hex[:8]}", "fleetline"
     watcher = StatusWatcher(site)
     with fresh_database() as db_url:
@@ -188,14 +193,17 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                INSPECTOR_NODE_ID=node, INSPECTOR_SITE=site,
                                INSPECTOR_LINE=line, INSPECTOR_MQTT_URL=f"mqtt://127.0.0.1:"
                                f"{MQTT_PORT}", INSPECTOR_SERVE_STATIONS=json.dumps([station]),
-                               INSPECTOR_STATIONS=json.dumps({station: "tiny:1"}), **FAST)
+                               INSPECTOR_STATIONS=json.dumps({station: "tiny:1"}),
+                               INSPECTOR_REQUIRE_SIGNED="true", INSPECTOR_TRUSTED_KEYS=json.dumps(
+                                   [str(signers[k].pub) for k in signers
+                                    if k == "qa" or node == "n1"]), **FAST)
                 if not keys:
                     keys = {role: create_key(env, role) for role in ("camera", "reviewer",
                                                                      "admin")}
                 nodes[node] = ServerProcess(env, models, tmp / node / "server.log")
             for server in nodes.values():
                 server.start()
-            yield Fleet(nodes, keys, site, line, watcher, tmp)
+            yield Fleet(nodes, keys, site, line, watcher, tmp, signers)
         finally:
             for server in nodes.values():
                 server.stop()

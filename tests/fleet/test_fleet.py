@@ -41,7 +41,7 @@ def assert_both_answer_with(fleet: Fleet, load: LoadLoop, version: str) -> None:
 
 def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
         fleet: Fleet, tmp_path: Path) -> None:
-    pkg = make_package(tmp_path / "build", version="2", threshold=0.8)
+    pkg = fleet.signers["qa"].sign(make_package(tmp_path / "build", version="2", threshold=0.8))
     wait_for(lambda: fleet.running("n2", "s1") == fleet.running("n3", "s1") == "tiny:1",
              60, "n2 and n3 to report s1 on tiny:1")
     with LoadLoop(fleet, ["n2", "n3"], "s1") as load:
@@ -66,6 +66,51 @@ def test_deploy_and_rollback_reach_every_serving_node_without_a_failed_frame(
     assert "tiny:2" in view["n3"]["models"]  # fetched from the package store
     assert all(not n["stale"] for n in view.values())
     assert (fleet.tmp / "n3" / "models" / "tiny" / "2" / "model.onnx").is_file()
+
+
+def test_unsigned_and_untrusted_packages_are_refused_everywhere(fleet: Fleet,
+                                                                tmp_path: Path) -> None:
+    """require_signed on every node: an unsigned upload and one signed by a key a node does
+    not trust are refused by that node; a package n1 trusts but n2 and n3 do not, deployed to
+    their station through n1, is refused by both at load (they keep serving, and say why)."""
+    unsigned = tar_gz(make_package(tmp_path / "u", version="3"))
+    for node in fleet.nodes:
+        r = fleet.call(node, "POST", "/v1/models", content=unsigned,
+                       headers={"Content-Type": "application/gzip"})
+        assert r.status_code == 422 and "not signed" in r.text, (node, r.text)
+    vendor = fleet.signers["vendor"]
+    foreign = tar_gz(vendor.sign(make_package(tmp_path / "v", version="4")))
+    for node in ("n2", "n3"):
+        r = fleet.call(node, "POST", "/v1/models", content=foreign,
+                       headers={"Content-Type": "application/gzip"})
+        assert r.status_code == 422 and vendor.key_id in r.text, (node, r.text)
+    assert fleet.call("n1", "POST", "/v1/models", content=foreign,
+                      headers={"Content-Type": "application/gzip"}).status_code == 201
+    with LoadLoop(fleet, ["n2", "n3"], "s1") as load:
+        deployed = fleet.call("n1", "PUT", "/v1/stations/s1/model",
+                              json={"model": "tiny:4", "mode": "active"})
+        assert deployed.status_code == 200, deployed.text
+
+        def refused_by(node: str) -> bool:
+            rows = [s for s in fleet.node_view().get(node, {}).get("stations", [])
+                    if s["station"] == "s1" and s["mode"] == "active"]
+            return bool(rows) and rows[0]["desired"] == "tiny:4" and not rows[0]["ok"]
+
+        wait_for(lambda: refused_by("n2") and refused_by("n3"), 60,
+                 "n2 and n3 to refuse tiny:4")
+        for node in ("n2", "n3"):
+            (row,) = [s for s in fleet.node_view()[node]["stations"]
+                      if s["station"] == "s1" and s["mode"] == "active"]
+            assert row["running"] == "tiny:1" and vendor.key_id in row["error"], row
+        mark = len(load.answers)
+        wait_for(lambda: {"n2", "n3"} <= {n for n, _, _ in load.answers[mark:]}, 30,
+                 "frames answered by both since")
+        back = fleet.call("n1", "PUT", "/v1/stations/s1/model",
+                          json={"model": "tiny:1", "mode": "active"})
+        assert back.status_code == 200, back.text
+    assert [a for a in load.answers if a[1] != 200] == []
+    assert load.versions_since(0, "n2") == load.versions_since(0, "n3") == {"1"}
+    assert not (fleet.tmp / "n2" / "models" / "tiny" / "4").exists()
 
 
 def test_one_review_queue_across_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
