@@ -70,9 +70,8 @@ def stages(detector: Detector, data: bytes) -> dict[str, tuple[float, float]]:
     header = detector.probe(data)
     decoded, decode_ms = timed(lambda: images.decode(
         data, target_size=detector.decode_target(header), header=header))
-    h, w = decoded.rgb.shape[:2]
-    grid = tiles.plan(w, h, tiling, decoded.reduction)
-    batch, tiles_ms = timed(lambda: tiles.cut(decoded.rgb, grid, spec))
+    (grid, batch), tiles_ms = timed(
+        lambda: tiles.cut_frame(decoded.rgb, decoded.reduction, tiling, spec))
     outs, infer_ms = timed(lambda: [detector.model.run(batch[i : i + step])
                                     for i in range(0, len(batch), step)])
 

@@ -106,8 +106,7 @@ def read_model_input(
     header = probe(data)
     decoded = decode(data, header=header,
                      target_size=tiles.decode_target(header.width, header.height, tiling, spec))
-    h, w = decoded.rgb.shape[:2]
-    return tiles.cut(decoded.rgb, tiles.plan(w, h, tiling, decoded.reduction), spec)
+    return tiles.cut_frame(decoded.rgb, decoded.reduction, tiling, spec)[1]
 
 
 def load_images(

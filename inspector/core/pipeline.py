@@ -174,11 +174,10 @@ class Detector:
             if self.tiling is None:
                 model_input, geometry = prepare(rgb, spec)
             else:
-                fh, fw = rgb.shape[:2]
-                grid = tiles.plan(fw, fh, self.tiling, decoded.reduction)
-                model_input = tiles.cut(rgb, grid, spec)
+                grid, model_input = tiles.cut_frame(rgb, decoded.reduction, self.tiling, spec)
                 # The stitched map covers the whole frame, like a whole-frame stretch.
-                geometry = Geometry(fw, fh, 0.0, 0.0, float(spec.width), float(spec.height))
+                geometry = Geometry(grid.frame_width, grid.frame_height, 0.0, 0.0,
+                                    float(spec.width), float(spec.height))
         except cv2.error as exc:
             raise ImageDecodeError(
                 f"a {rgb.shape[1]}x{rgb.shape[0]} frame could not be resized "

@@ -109,6 +109,14 @@ def cut(rgb: np.ndarray, grid: TileGrid, input_spec: InputSpec) -> np.ndarray:
     return out
 
 
+def cut_frame(rgb: np.ndarray, reduction: int, spec: TilingSpec, input_spec: InputSpec
+              ) -> tuple[TileGrid, np.ndarray]:
+    """A decoded frame (at 1/`reduction` scale) cut into its grid's tiles (`plan`, `cut`)."""
+    h, w = rgb.shape[:2]
+    grid = plan(w, h, spec, reduction)
+    return grid, cut(rgb, grid, input_spec)
+
+
 def stitched_size(grid: TileGrid, map_width: int, map_height: int,
                   max_side: int = MAP_MAX_SIDE) -> tuple[int, int, float]:
     """(width, height, scale) of the stitched map: scale = map pixels per decoded frame pixel,
