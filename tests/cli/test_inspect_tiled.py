@@ -33,3 +33,11 @@ def test_inspect_judges_big_frames_tiled_with_whole_frame_heatmaps(tmp_path: Pat
     red = overlay[:, :, 2].astype(int) - overlay[:, :, 0].astype(int)
     py, px = np.unravel_index(np.argmax(red), red.shape)
     assert abs(px * 4 - 2200) < 60 and abs(py * 4 - 700) < 60
+
+
+def test_models_validate_names_the_tiles(tmp_path: Path) -> None:
+    tiling = TilingSpec(tile_width=256, tile_height=192)
+    proc = run_cli("models", "validate",
+                   make_package(tmp_path / "models", card_overrides={"tiling": tiling}))
+    assert proc.returncode == 0, proc.stderr
+    assert "input 64x48 stretch, tiles of 256x192 px, threshold" in proc.stdout
