@@ -207,6 +207,20 @@ class TrainConfig:
         default="auto",
         metadata=knob("auto: gray when the training images are", choices=("auto", "rgb", "gray")),
     )
+    tile: int = field(
+        default=0,
+        metadata=knob(
+            "anomaly: tiled training and inference for large frames, the tile side in source "
+            "pixels (each tile resized to image_size; e.g. 448 sees defects at half scale); "
+            "0 = the whole frame is resized to the input",
+            low=0,
+            high=65_500,
+        ),
+    )
+    tile_overlap: float = field(
+        default=0.25,
+        metadata=knob("tiles: least share of a tile that overlaps its neighbour", low=0, high=0.9),
+    )
     patchcore: PatchCoreConfig = field(default_factory=PatchCoreConfig)
     coreset: CoresetConfig = field(default_factory=CoresetConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -374,6 +388,12 @@ def _set(config: Any, path: tuple[str, ...], value: Any) -> Any:
 
 def _check_config(config: TrainConfig) -> None:
     """Checks across knobs."""
+    if config.tile and config.kind != "anomaly":
+        raise TrainingError("tile: only anomaly models are tiled",
+                            hint="drop --set tile for a classifier")
+    if config.tile and config.resize != "stretch":
+        raise TrainingError(f"tile: tiles are stretched to the input, not {config.resize}",
+                            hint="drop --set resize when tiling")
     split = config.split.classifier_defect_split
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6:
         raise TrainingError(

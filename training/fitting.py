@@ -80,12 +80,14 @@ def validation_scores(
     score: ScoreFn, val: LoadedImages, splits: Splits, *, maps: bool = False
 ) -> Calibration:
     """Validation images scored by the exported graph, split into goods and defects (with
-    the goods' maps when the heatmap scale comes from them)."""
+    the goods' maps when the heatmap scale comes from them); a tiled image scores the maximum
+    of its tiles, as at the line."""
     outputs = score(val.pixels)
+    scores = val.frame_scores(outputs["score"])
     good = ~val.is_defect
     return Calibration(
-        good=outputs["score"][good],
-        defect=outputs["score"][~good] if (~good).any() else None,
+        good=scores[good],
+        defect=scores[~good] if (~good).any() else None,
         data=f"validation split of {splits.root} ({good.sum()} good, {(~good).sum()} defect)",
-        good_maps=outputs["anomaly_map"][good] if maps else None,
+        good_maps=outputs["anomaly_map"][good[val.owners]] if maps else None,
     )

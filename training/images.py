@@ -2,7 +2,9 @@
 
 Pixels go through `inspector.core.images.decode` (with the model's input size, so large JPEGs
 get the same reduced-scale decode as at the line) and `inspector.core.preprocess.prepare`
-(resize mode, gray handling). Unreadable files are skipped with one warning and a count.
+(resize mode, gray handling); for a tiled model through `inspector.core.tiles` instead, every
+image cut into the tiles the server would cut it into. Unreadable files are skipped with one
+warning and a count.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.core.card import InputSpec
+from inspector.core import tiles
+from inspector.core.card import InputSpec, TilingSpec
 from inspector.core.errors import DatasetError, ImageDecodeError
-from inspector.core.images import decode, probe
+from inspector.core.images import ImageHeader, decode, probe
 from inspector.core.preprocess import prepare
 from inspector.progress import track
 from training.datasets import Sample
@@ -25,30 +28,54 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedImages:
-    """Model-sized uint8 RGB images [N, H, W, 3] and the samples they came from."""
+    """Model-sized uint8 RGB images [rows, H, W, 3], one row per sample or, for a tiled model,
+    one per tile; `owners` gives each row's sample (index into `samples`)."""
 
     pixels: np.ndarray
     samples: tuple[Sample, ...]
     skipped: tuple[str, ...]
+    owners: np.ndarray
 
     def __len__(self) -> int:
         return len(self.samples)
 
     @property
     def is_defect(self) -> np.ndarray:
+        """Per sample."""
         return np.array([s.is_defect for s in self.samples], dtype=bool)
+
+    def frame_scores(self, row_scores: np.ndarray) -> np.ndarray:
+        """Per sample, the maximum of its rows' scores: a tiled frame's score, as the server
+        computes it (one row per sample: the scores as they are)."""
+        out = np.full(len(self.samples), -np.inf, dtype=np.float64)
+        np.maximum.at(out, self.owners, np.asarray(row_scores, dtype=np.float64))
+        return out
+
+
+def _headers(samples: Sequence[Sample], limit: int) -> list[ImageHeader]:
+    """Headers of up to `limit` readable images (no pixels decoded)."""
+    headers = []
+    for sample in samples[:limit]:
+        try:
+            headers.append(probe(sample.path.read_bytes()))
+        except (OSError, ImageDecodeError):
+            continue
+    return headers
 
 
 def median_aspect(samples: Sequence[Sample], limit: int = 200) -> float:
     """Median width / height of up to `limit` images, read from their headers only."""
-    ratios = []
-    for sample in samples[:limit]:
-        try:
-            header = probe(sample.path.read_bytes())
-        except (OSError, ImageDecodeError):
-            continue
-        ratios.append(header.width / header.height)
+    ratios = [h.width / h.height for h in _headers(samples, limit)]
     return float(np.median(ratios)) if ratios else 1.0
+
+
+def median_size(samples: Sequence[Sample], limit: int = 200) -> tuple[int, int] | None:
+    """Median width and height of up to `limit` images (headers only); None when none reads."""
+    headers = _headers(samples, limit)
+    if not headers:
+        return None
+    return (int(np.median([h.width for h in headers])),
+            int(np.median([h.height for h in headers])))
 
 
 def input_size(image_size: int, aspect: float, multiple: int = 32) -> tuple[int, int]:
@@ -63,27 +90,41 @@ def input_size(image_size: int, aspect: float, multiple: int = 32) -> tuple[int,
     return int(width), int(height)
 
 
-def read_model_input(sample: Sample, spec: InputSpec) -> np.ndarray:
-    """Decode one file and resize it to the model input (raises ImageDecodeError)."""
+def read_model_input(
+    sample: Sample, spec: InputSpec, tiling: TilingSpec | None = None
+) -> np.ndarray:
+    """Decode one file and resize it to the model input: [H, W, 3], or every tile of it
+    [tiles, H, W, 3] when `tiling` is given (raises ImageDecodeError)."""
     try:
         data = sample.path.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(f"{sample.path}: cannot read: {exc}") from exc
-    decoded = decode(data, target_size=(spec.width, spec.height))
-    pixels, _ = prepare(decoded.rgb, spec)
-    return pixels
+    if tiling is None:
+        decoded = decode(data, target_size=(spec.width, spec.height))
+        pixels, _ = prepare(decoded.rgb, spec)
+        return pixels
+    header = probe(data)
+    decoded = decode(data, header=header,
+                     target_size=tiles.decode_target(header.width, header.height, tiling, spec))
+    return tiles.cut_frame(decoded.rgb, decoded.reduction, tiling, spec)[1]
 
 
 def load_images(
-    samples: Sequence[Sample], spec: InputSpec, description: str = "reading images"
+    samples: Sequence[Sample], spec: InputSpec, description: str = "reading images",
+    tiling: TilingSpec | None = None,
 ) -> LoadedImages:
-    """Read every sample; skip (and count) the unreadable ones."""
+    """Read every sample (cut into tiles when `tiling` is given); skip (and count) the
+    unreadable ones."""
     pixels: list[np.ndarray] = []
+    owners: list[int] = []
     kept: list[Sample] = []
     skipped: list[str] = []
     for sample in track(samples, description):
         try:
-            pixels.append(read_model_input(sample, spec))
+            rows = read_model_input(sample, spec, tiling)
+            rows = rows[None] if tiling is None else rows
+            pixels.append(rows)
+            owners += [len(kept)] * len(rows)
         except ImageDecodeError as exc:
             skipped.append(f"{sample.path}: {exc}")
             continue
@@ -101,5 +142,5 @@ def load_images(
             hint="check that the files are PNG/JPEG/BMP/TIFF images",
         )
     shape = (0, spec.height, spec.width, 3)
-    array = np.stack(pixels) if pixels else np.zeros(shape, dtype=np.uint8)
-    return LoadedImages(array, tuple(kept), tuple(skipped))
+    array = np.concatenate(pixels) if pixels else np.zeros(shape, dtype=np.uint8)
+    return LoadedImages(array, tuple(kept), tuple(skipped), np.array(owners, dtype=np.int64))

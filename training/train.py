@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, utcnow
+from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, TilingSpec, utcnow
 from inspector.core.card import write_card as write_card_file
 from inspector.core.datasets import SPLIT_FILE
 from inspector.core.operating import card_metrics
@@ -43,7 +43,7 @@ from training.datasets import Sample, Splits, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
 from training.fitting import FitStep, TrainData
-from training.images import LoadedImages, input_size, load_images, median_aspect
+from training.images import LoadedImages, input_size, load_images, median_aspect, median_size
 from training.patchcore import fit as patchcore_fit
 from training.provenance import code_revision, package_name_version, write_split
 
@@ -162,9 +162,9 @@ def _train_into(
         for note in splits.notes:
             log.warning(note)
         log.info("data: %s", splits.describe())
-        spec = _input_spec(splits, config)
-        train = load_images(step.samples(splits), spec, "reading train images")
-        val = load_images(splits.val, spec, "reading validation images")
+        spec, tiling = _input_spec(splits, config), _tiling(splits, config)
+        train = load_images(step.samples(splits), spec, "reading train images", tiling)
+        val = load_images(splits.val, spec, "reading validation images", tiling)
     backbone = build_backbone(config.backbone)
     if config.layers:
         backbone.set_taps(config.layers)
@@ -178,7 +178,8 @@ def _train_into(
     with timings("export"):
         export_onnx(fitted.model, onnx_path, (spec.height, spec.width), names, config.opset)
     with timings("parity"):
-        par = parity(fitted.model, onnx_path, _parity_images(val, list(splits.test), spec), names)
+        checked = _parity_images(val, list(splits.test), spec, tiling)
+        par = parity(fitted.model, onnx_path, checked, names)
         check_parity(par, config.parity_tolerance, onnx_path)
 
     with timings("calibrate"):
@@ -200,6 +201,8 @@ def _train_into(
             "parity_map_max_abs_diff": par.max_abs_diff_map,
             **fitted.metrics,
         }
+        if tiling is not None:
+            metrics["n_train_tiles"] = len(train.pixels)
         warned = "".join(f" WARNING: {w}." for w in fitted.warnings)
         card = ModelCard(
             name=name,
@@ -210,6 +213,7 @@ def _train_into(
             labels=fitted.labels,
             threshold=threshold,
             heatmap=cal.heatmap(threshold.value),
+            tiling=tiling,
             metrics=metrics,
             training=Provenance(
                 data=str(Path(data).resolve()),
@@ -237,7 +241,7 @@ def _train_into(
 def _input_spec(splits: Splits, config: TrainConfig) -> InputSpec:
     """The model input: size (oblong for wide fixed-camera frames), resize mode, colour."""
     width, height = config.image_size, config.image_size
-    if config.aspect == "auto":
+    if config.aspect == "auto" and not config.tile:  # tiles are square
         goods = [s for s in splits.train if not s.is_defect]
         width, height = input_size(config.image_size, median_aspect(goods))
     color = config.color
@@ -249,20 +253,31 @@ def _input_spec(splits: Splits, config: TrainConfig) -> InputSpec:
     return InputSpec(width=width, height=height, resize=config.resize, color=color)
 
 
+def _tiling(splits: Splits, config: TrainConfig) -> TilingSpec | None:
+    """The card's tiling section (`--set tile=...`), with the training frames' median size."""
+    if not config.tile:
+        return None
+    size = median_size([s for s in splits.train if not s.is_defect])
+    return TilingSpec(
+        tile_width=config.tile, tile_height=config.tile, overlap=config.tile_overlap,
+        frame_width=size[0] if size else None, frame_height=size[1] if size else None,
+    )
+
+
 def _parity_images(
-    val: LoadedImages, test: list[Sample], spec: InputSpec, n: int = 8
+    val: LoadedImages, test: list[Sample], spec: InputSpec, tiling: TilingSpec | None, n: int = 8
 ) -> np.ndarray:
-    """Real images the model has not memorised, spread over the split so that goods and each
-    defect type show up: validation first, then test."""
+    """Real model inputs the model has not memorised (images, or tiles), spread over the split
+    so that goods and each defect type show up: validation first, then test."""
 
     def spread(count: int, k: int) -> list[int]:
         return sorted({int(i) for i in np.linspace(0, count - 1, num=min(k, count))})
 
-    images = val.pixels[spread(len(val), n)] if len(val) else val.pixels
+    images = val.pixels[spread(len(val.pixels), n)] if len(val.pixels) else val.pixels
     if len(images) < n and test:
         picked = [test[i] for i in spread(len(test), n - len(images))]
-        extra = load_images(picked, spec, "reading parity images").pixels
-        images = np.concatenate([images, extra])
+        extra = load_images(picked, spec, "reading parity images", tiling).pixels
+        images = np.concatenate([images, extra[spread(len(extra), n - len(images))]])
     return images
 
 

@@ -125,8 +125,11 @@ def models_validate(
     """
     signature = checked_signature(model_dir, trusted)
     card = load_detector(model_dir, "cpu").card
+    tiles = card.tiling
+    tiled = f", tiles of {tiles.tile_width}x{tiles.tile_height} px" if tiles else ""
     print(
         f"ok: {card.ref} ({card.kind}) input {card.input.width}x{card.input.height} "
-        f"{card.input.resize}, threshold {card.threshold.value:.4f} ({card.threshold.method})"
+        f"{card.input.resize}{tiled}, threshold {card.threshold.value:.4f} "
+        f"({card.threshold.method})"
     )
     print(describe(signature, checked=bool(trusted)))

@@ -11,7 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from inspector.core.errors import ModelPackageError
 
@@ -42,6 +49,28 @@ class InputSpec(_Strict):
     color: ColorMode = "rgb"
     #: Fill value for letterbox borders.
     pad_value: int = Field(default=0, ge=0, le=255)
+
+
+class TilingSpec(_Strict):
+    """Tiled inference for frames much larger than the model input (`core.tiles`).
+
+    The frame is cut into overlapping tiles of `tile_width` x `tile_height` source pixels,
+    each resized (stretched) to the model input: the scale the model was trained at
+    (input width / tile width model pixels per source pixel) is kept whatever the frame's
+    size, so a defect of a few hundred pixels in a 20 MP frame stays a few dozen pixels in
+    the model input instead of vanishing in one whole-frame resize. Absent: the whole frame
+    is resized to the input (every package made before tiling).
+    """
+
+    #: Tile size in source (full-resolution frame) pixels.
+    tile_width: int = Field(gt=0, le=65_500)
+    tile_height: int = Field(gt=0, le=65_500)
+    #: Share of a tile that overlaps its neighbour, at least (tiles spread evenly).
+    overlap: float = Field(default=0.25, ge=0.0, le=0.9)
+    #: Median size of the training frames the tiles were cut from (for reference: a camera
+    #: sending frames of another resolution sees the defects at another scale).
+    frame_width: int | None = Field(default=None, gt=0)
+    frame_height: int | None = Field(default=None, gt=0)
 
 
 class ThresholdSpec(_Strict):
@@ -129,10 +158,23 @@ class ModelCard(_Strict):
     labels: list[str] = Field(default_factory=lambda: ["good", "defect"], min_length=2)
     threshold: ThresholdSpec
     heatmap: HeatmapSpec = Field(default_factory=HeatmapSpec)
+    #: Tiled inference; None (and absent from card.json) = the whole frame is the input.
+    tiling: TilingSpec | None = None
     metrics: dict[str, float | int | str | None] = Field(default_factory=dict)
     training: Provenance = Field(default_factory=Provenance)
     export: ExportInfo = Field(default_factory=ExportInfo)
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _tiling_fits(self) -> ModelCard:
+        if self.tiling is not None:
+            if self.kind != "anomaly":
+                raise ValueError("tiling: only anomaly models are tiled (a classifier judges "
+                                 "the whole frame)")
+            if self.input.resize != "stretch":
+                raise ValueError(f"tiling: tiles are stretched to the input; input.resize must "
+                                 f"be stretch, not {self.input.resize}")
+        return self
 
     @property
     def ref(self) -> str:
@@ -171,5 +213,7 @@ def read_card(path: Path) -> ModelCard:
 def write_card(card: ModelCard, path: Path) -> None:
     """Write a card atomically (write to a temporary file, then rename)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # An untiled card leaves `tiling` out, so it reads as before (also by older servers).
+    exclude = {"tiling"} if card.tiling is None else None
+    tmp.write_text(card.model_dump_json(indent=2, exclude=exclude) + "\n", encoding="utf-8")
     tmp.replace(path)

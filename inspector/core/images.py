@@ -147,10 +147,16 @@ def jpeg_reduction(width: int, height: int, target: tuple[int, int] | None) -> i
     return factor
 
 
+def decode_reduction(header: ImageHeader, target: tuple[int, int] | None) -> int:
+    """The scale factor the decoder will use (1 but for JPEGs at least twice the target)."""
+    if header.format in ("JPEG", "MPO"):
+        return jpeg_reduction(header.width, header.height, target)
+    return 1
+
+
 def decoded_size(header: ImageHeader, target: tuple[int, int] | None) -> tuple[int, int]:
     """Width and height the decoder will produce (JPEGs may be decoded at reduced scale)."""
-    r = jpeg_reduction(header.width, header.height, target) if header.format in (
-        "JPEG", "MPO") else 1
+    r = decode_reduction(header, target)
     return -(-header.width // r), -(-header.height // r)
 
 

@@ -2,6 +2,9 @@
 
 The steps are separate functions so that the server can run decoding in worker threads and
 batch inference across concurrent requests; the CLI and evaluation call `Detector.judge_bytes`.
+A package whose card has a `tiling` section is run tiled (`core.tiles`): preparing a frame cuts
+it into model-sized tiles, inference runs every tile and stitches their maps into one map of the
+whole frame; callers see one frame, one score and one map either way.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from inspector.core import heatmap, images
-from inspector.core.card import ModelCard
+from inspector.core import heatmap, images, tiles
+from inspector.core.card import InputSpec, ModelCard, TilingSpec
 from inspector.core.errors import ImageDecodeError
 from inspector.core.package import ModelPackage, load_model
 from inspector.core.preprocess import Geometry, prepare
 from inspector.core.runtime import OnnxModel, RuntimeOptions
 
 Verdict = Literal["pass", "fail"]
+#: What turns a decoded frame into model input: two detectors with equal values can share it.
+Preprocessing = tuple[InputSpec, TilingSpec | None]
 
 
 def verdict_for(score: float, threshold: float) -> Verdict:
@@ -32,12 +37,14 @@ def verdict_for(score: float, threshold: float) -> Verdict:
 
 @dataclass(frozen=True)
 class PreparedFrame:
-    """A decoded frame and the model-sized input made from it."""
+    """A decoded frame and the model-sized input made from it: one image [H, W, 3], or for a
+    tiled model every tile [count, H, W, 3] and where the tiles lie (`grid`)."""
 
     frame: images.DecodedImage
     model_input: np.ndarray
     geometry: Geometry
     decode_ms: float
+    grid: tiles.TileGrid | None = None
 
 
 @dataclass(frozen=True)
@@ -99,45 +106,92 @@ class Detector:
         spec = self.package.card.input
         return spec.width, spec.height
 
+    @property
+    def tiling(self) -> TilingSpec | None:
+        return self.package.card.tiling
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.package.card.input, self.package.card.tiling
+
+    def decode_target(self, header: images.ImageHeader) -> tuple[int, int]:
+        """The size a frame is decoded at no smaller than (big JPEGs decode at reduced scale):
+        the model input, or for a tiled model the frame at the model's scale."""
+        if self.tiling is None:
+            return self.target_size
+        return tiles.decode_target(header.width, header.height, self.tiling, self.card.input)
+
+    def tile_grid(self, header: images.ImageHeader) -> tiles.TileGrid:
+        """The tiles a frame will be cut into (tiled models only); ImageTooLargeError when they
+        are too many."""
+        if self.tiling is None:
+            raise ValueError(f"{self.card.ref} is not a tiled model")
+        target = self.decode_target(header)
+        w, h = images.decoded_size(header, target)
+        return tiles.plan(w, h, self.tiling, images.decode_reduction(header, target))
+
     def probe(self, data: bytes) -> images.ImageHeader:
-        """The frame's header, checked against this detector's limits (no pixels decoded)."""
+        """The frame's header, checked against this detector's limits (no pixels decoded),
+        and for a tiled model its tile count against `tiles.MAX_TILES`."""
         lim = self.limits
-        return images.probe(data, max_pixels=lim.max_pixels, max_side=lim.max_side)
+        header = images.probe(data, max_pixels=lim.max_pixels, max_side=lim.max_side)
+        if self.tiling is not None:
+            self.tile_grid(header)
+        return header
 
     def memory_estimate(self, header: images.ImageHeader, nbytes: int) -> int:
-        """Peak bytes the frame will hold while in flight (see `images.memory_estimate`)."""
-        return images.memory_estimate(header, nbytes, self.target_size)
+        """Peak bytes the frame will hold while in flight (see `images.memory_estimate`), with
+        its tiles and maps for a tiled model (`tiles.tile_bytes`)."""
+        estimate = images.memory_estimate(header, nbytes, self.decode_target(header))
+        if self.tiling is not None:
+            estimate += tiles.tile_bytes(self.tile_grid(header), self.card.input,
+                                         self.model.options.max_batch)
+        return estimate
 
     def prepare_bytes(
         self, data: bytes, header: images.ImageHeader | None = None
     ) -> PreparedFrame:
-        """Decode (reduced-scale for big JPEGs) and resize one frame; `header` is the frame's
-        `probe` when the caller has it. Raises ImageDecodeError subclasses, never cv2.error."""
+        """Decode (reduced-scale for big JPEGs) and resize (or tile) one frame; `header` is the
+        frame's `probe` when the caller has it. Raises ImageDecodeError subclasses, never
+        cv2.error."""
         t0 = time.perf_counter()
         lim = self.limits
-        decoded = images.decode(data, target_size=self.target_size, max_pixels=lim.max_pixels,
-                                max_side=lim.max_side, strict=lim.strict, header=header)
-        try:
-            model_input, geometry = prepare(decoded.rgb, self.package.card.input)
-        except cv2.error as exc:
-            raise ImageDecodeError(
-                f"a {decoded.rgb.shape[1]}x{decoded.rgb.shape[0]} frame could not be resized "
-                "to the model input", hint="send frames of ordinary size and aspect ratio",
-            ) from exc
-        return PreparedFrame(decoded, model_input, geometry, (time.perf_counter() - t0) * 1000)
+        header = header or self.probe(data)
+        decoded = images.decode(data, target_size=self.decode_target(header),
+                                max_pixels=lim.max_pixels, max_side=lim.max_side,
+                                strict=lim.strict, header=header)
+        return self._prepare(decoded, t0)
 
     def prepare_array(self, rgb: np.ndarray) -> PreparedFrame:
-        """Resize an already-decoded RGB uint8 frame."""
-        t0 = time.perf_counter()
-        model_input, geometry = prepare(rgb, self.package.card.input)
+        """Resize (or tile) an already-decoded RGB uint8 frame."""
         h, w = rgb.shape[:2]
-        decoded = images.DecodedImage(rgb, w, h, "array")
-        return PreparedFrame(decoded, model_input, geometry, (time.perf_counter() - t0) * 1000)
+        return self._prepare(images.DecodedImage(rgb, w, h, "array"), time.perf_counter())
+
+    def _prepare(self, decoded: images.DecodedImage, t0: float) -> PreparedFrame:
+        rgb, spec = decoded.rgb, self.card.input
+        grid = None
+        try:
+            if self.tiling is None:
+                model_input, geometry = prepare(rgb, spec)
+            else:
+                grid, model_input = tiles.cut_frame(rgb, decoded.reduction, self.tiling, spec)
+                # The stitched map covers the whole frame, like a whole-frame stretch.
+                geometry = Geometry(grid.frame_width, grid.frame_height, 0.0, 0.0,
+                                    float(spec.width), float(spec.height))
+        except cv2.error as exc:
+            raise ImageDecodeError(
+                f"a {rgb.shape[1]}x{rgb.shape[0]} frame could not be resized "
+                "to the model input", hint="send frames of ordinary size and aspect ratio",
+            ) from exc
+        return PreparedFrame(decoded, model_input, geometry, (time.perf_counter() - t0) * 1000,
+                             grid)
 
     def infer(self, frames: Sequence[PreparedFrame]) -> list[Judgement]:
         """Run one batch; frames of any original size (all are model-sized by now)."""
         if not frames:
             return []
+        if self.tiling is not None:
+            return self._infer_tiled(frames)
         batch = np.stack([f.model_input for f in frames])
         t0 = time.perf_counter()
         out = self.model.run(batch)
@@ -163,6 +217,30 @@ class Detector:
             )
         return results
 
+    def _infer_tiled(self, frames: Sequence[PreparedFrame]) -> list[Judgement]:
+        """Every tile of every frame, in chunks of max_batch (each chunk's maps stitched before
+        the next runs, so only one chunk of maps is held); score = the maximum over a frame's
+        tiles, map = the stitched map (`tiles.Stitcher`)."""
+        rows = [(n, i) for n, f in enumerate(frames) for i in range(len(f.model_input))]
+        stitchers = [tiles.Stitcher(_grid(f)) for f in frames]
+        step = max(1, self.model.options.max_batch)
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            out = self.model.run(np.stack([frames[n].model_input[i] for n, i in chunk]))
+            for k, (n, i) in enumerate(chunk):
+                stitchers[n].add(i, out["anomaly_map"][k], float(out["score"][k]))
+        per_frame_ms = (time.perf_counter() - t0) * 1000 / len(frames)
+        threshold = self.threshold
+        results = []
+        for stitched in stitchers:
+            results.append(Judgement(
+                score=stitched.score, verdict=verdict_for(stitched.score, threshold),
+                threshold=threshold, anomaly_map=stitched.result(), probabilities=None,
+                label=None, infer_ms=per_frame_ms,
+            ))
+        return results
+
     def judge_bytes(self, blobs: Sequence[bytes]) -> list[Judgement]:
         return self.infer([self.prepare_bytes(b) for b in blobs])
 
@@ -178,3 +256,9 @@ class Detector:
             frame.frame.rgb, judgement.anomaly_map, frame.geometry, card.input, card.heatmap, alpha,
             max_side=max_side,
         )
+
+
+def _grid(frame: PreparedFrame) -> tiles.TileGrid:
+    if frame.grid is None:
+        raise ValueError("a whole frame was given to a tiled model: prepare it with its detector")
+    return frame.grid

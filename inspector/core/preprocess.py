@@ -34,8 +34,8 @@ def _gray3(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
 
 
-def _interp(src_w: int, src_h: int, dst_w: int, dst_h: int) -> int:
-    # INTER_AREA when shrinking avoids aliasing; linear when enlarging.
+def interpolation(src_w: int, src_h: int, dst_w: int, dst_h: int) -> int:
+    """INTER_AREA when shrinking (no aliasing), linear when enlarging."""
     return cv2.INTER_AREA if dst_w < src_w and dst_h < src_h else cv2.INTER_LINEAR
 
 
@@ -46,12 +46,12 @@ def prepare(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     if spec.color == "gray":
         rgb = _gray3(rgb)
     if spec.resize == "stretch":
-        out = cv2.resize(rgb, (tw, th), interpolation=_interp(src_w, src_h, tw, th))
+        out = cv2.resize(rgb, (tw, th), interpolation=interpolation(src_w, src_h, tw, th))
         return out, Geometry(src_w, src_h, 0.0, 0.0, float(tw), float(th))
     if spec.resize == "letterbox":
         scale = min(tw / src_w, th / src_h)
         nw, nh = max(1, round(src_w * scale)), max(1, round(src_h * scale))
-        resized = cv2.resize(rgb, (nw, nh), interpolation=_interp(src_w, src_h, nw, nh))
+        resized = cv2.resize(rgb, (nw, nh), interpolation=interpolation(src_w, src_h, nw, nh))
         out = np.full((th, tw, 3), spec.pad_value, dtype=np.uint8)
         x0, y0 = (tw - nw) // 2, (th - nh) // 2
         out[y0 : y0 + nh, x0 : x0 + nw] = resized
@@ -59,7 +59,7 @@ def prepare(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
     # center_crop: scale so the shorter side fills, then cut the middle.
     scale = max(tw / src_w, th / src_h)
     nw, nh = max(tw, round(src_w * scale)), max(th, round(src_h * scale))
-    resized = cv2.resize(rgb, (nw, nh), interpolation=_interp(src_w, src_h, nw, nh))
+    resized = cv2.resize(rgb, (nw, nh), interpolation=interpolation(src_w, src_h, nw, nh))
     cx, cy = (nw - tw) // 2, (nh - th) // 2
     out = np.ascontiguousarray(resized[cy : cy + th, cx : cx + tw])
     return out, Geometry(src_w, src_h, float(-cx), float(-cy), float(nw), float(nh))

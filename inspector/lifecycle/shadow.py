@@ -16,9 +16,8 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from inspector.core.card import InputSpec
 from inspector.core.names import ModelRef
-from inspector.core.pipeline import PreparedFrame
+from inspector.core.pipeline import PreparedFrame, Preprocessing
 from inspector.lifecycle.batcher import MicroBatcher
 from inspector.lifecycle.registry import ModelRegistry, ServedModel
 from inspector.store.db import Database
@@ -50,12 +49,13 @@ class ShadowRunner:
 
     def submit(
         self, station: str, data: bytes, record: NewInspection,
-        active_input: tuple[InputSpec, PreparedFrame] | None = None,
+        active_input: tuple[Preprocessing, PreparedFrame] | None = None,
     ) -> bool:
         """Schedule the station's shadow model on this frame (never blocks, never raises).
 
-        `active_input` is the active model's input spec and prepared frame: a shadow model
-        with the same spec (size, resize, colour) reuses it instead of decoding again."""
+        `active_input` is the active model's preprocessing and prepared frame: a shadow model
+        with the same preprocessing (size, resize, colour, tiling) reuses it instead of decoding
+        again."""
         ref = self.registry.shadows.get(station)
         model = self.registry.models.get(ref) if ref else None
         if model is None or ref == str(ModelRef(record.model_name, record.model_version)):
@@ -75,11 +75,11 @@ class ShadowRunner:
 
     async def _run(self, model: ServedModel, slot: contextlib.ExitStack, station: str,
                    data: bytes, record: NewInspection,
-                   active_input: tuple[InputSpec, PreparedFrame] | None) -> None:
+                   active_input: tuple[Preprocessing, PreparedFrame] | None) -> None:
         loop = asyncio.get_running_loop()
         try:
             with slot:
-                if active_input is not None and active_input[0] == model.detector.card.input:
+                if active_input is not None and active_input[0] == model.detector.preprocessing:
                     prepared = active_input[1]
                 else:
                     prepared = await loop.run_in_executor(

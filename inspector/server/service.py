@@ -309,7 +309,8 @@ class InspectionService:
         if self.shadow is not None:
             # Schedules only, never waits; the decoded frame is reused when the shadow
             # model takes the same input.
-            self.shadow.submit(station, data, record, (card.input, prepared))
+            self.shadow.submit(station, data, record,
+                              (model.detector.preprocessing, prepared))
         record_ms = (time.perf_counter() - t_rec) * 1000.0
         total_ms = (time.perf_counter() - t0) * 1000.0
         self._observe(station, judgement, prepared, batch.queue_ms, batch.run_ms, record_ms,

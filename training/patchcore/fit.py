@@ -41,7 +41,8 @@ def bank_size(n_patches: int, cfg: CoresetConfig) -> int:
 
 @dataclass(frozen=True)
 class FittedPatchCore:
-    """The model, and for every memory-bank entry the training image it came from."""
+    """The model, and for every memory-bank entry the training row (image, or tile) it came
+    from."""
 
     model: PatchCore
     bank_source: torch.Tensor
@@ -79,21 +80,26 @@ def fit_patchcore(
 
 @torch.no_grad()
 def leave_one_out(
-    fitted: FittedPatchCore, good_images: np.ndarray, batch_size: int = 8, map_stride: int = 4
+    fitted: FittedPatchCore, good_images: np.ndarray, batch_size: int = 8, map_stride: int = 4,
+    owners: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores of the training images, each against the bank without its own patches.
 
     A training image's patches are in the bank, so its plain score is near zero; hiding them
     gives the score it would get as a new image of the same kind, which makes every training
-    image usable for threshold calibration. Returns (scores [N], maps subsampled by
-    `map_stride` for the heatmap scale).
+    image usable for threshold calibration. For tiles, `owners` names each row's image: a tile
+    is scored without the patches of every tile of its image (its overlapping neighbours hold
+    the same pixels). Returns (scores [rows], maps subsampled by `map_stride` for the heatmap
+    scale).
     """
     model = fitted.model
+    image_of = torch.from_numpy(
+        np.arange(len(good_images)) if owners is None else np.asarray(owners))
+    bank_image = image_of[fitted.bank_source].view(1, -1)
     scores, maps = [], []
     with task("leave-one-out scores", len(good_images)) as bar:
         for part in batches(len(good_images), batch_size):
-            ids = torch.arange(part.start, part.stop)
-            exclude = fitted.bank_source.view(1, -1) == ids.view(-1, 1)
+            exclude = bank_image == image_of[part].view(-1, 1)
             d = model.patch_distances(torch.from_numpy(good_images[part]), exclude)
             score, amap = model.map_and_score(d)
             scores.append(score.numpy())
@@ -118,9 +124,9 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
             return validation_scores(score, data.val, data.splits, maps=True)
         # No held-out goods: every training image, scored against the bank without its own
         # patches (the graph's math in PyTorch; the parity check shows ONNX agrees).
-        good, maps = leave_one_out(fitted, data.train.pixels)
+        rows, maps = leave_one_out(fitted, data.train.pixels, owners=data.train.owners)
         return Calibration(
-            good=good,
+            good=data.train.frame_scores(rows),
             defect=None,
             data=f"leave-one-image-out scores of the {len(data.train)} training goods of "
             f"{data.splits.root} (each scored against the memory bank without its own patches)",
