@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "retrain": {"lifecycle", "connect", "store", "evaluation", "core"},
     "demo": {"app", "server", "connect", "synth", "store", "core", "settings"},
     "cli": {"app", "connect", "opcua", "demo", "retrain", "bench", "export", "synth", "progress",
-            "evaluation", "report", "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
+            "evaluation", "report", "server", "ui", "lifecycle", "publish", "store", "core",
+            "settings"},
 }
 
 
