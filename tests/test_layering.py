@@ -39,9 +39,11 @@ ALLOWED: dict[str, set[str]] = {
     "export": {"core"},
     "connect": {"core", "settings"},
     "opcua": {"store", "core", "settings"},
+    "retrain": {"lifecycle", "connect", "store", "evaluation", "core"},
     "demo": {"app", "server", "connect", "synth", "store", "core", "settings"},
-    "cli": {"app", "connect", "opcua", "demo", "bench", "export", "synth", "progress", "evaluation",
-            "report", "server", "ui", "lifecycle", "publish", "store", "core", "settings"},
+    "cli": {"app", "connect", "opcua", "demo", "retrain", "bench", "export", "synth", "progress",
+            "evaluation", "report", "server", "ui", "lifecycle", "publish", "store", "core",
+            "settings"},
 }
 
 

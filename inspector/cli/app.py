@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from inspector.cli import bench, connect, dataset, demo, export, inspect, model, serve, signing
+from inspector.cli import (
+    bench,
+    connect,
+    dataset,
+    demo,
+    export,
+    inspect,
+    model,
+    retrain,
+    serve,
+    signing,
+)
 
 app = typer.Typer(
     name="inspector",
@@ -26,6 +37,7 @@ app.add_typer(inspect.models_app, name="models")
 app.command("evaluate")(model.evaluate_cmd)
 app.command("calibrate")(model.calibrate_cmd)
 app.command("train")(model.train_cmd)
+app.command("retrain")(retrain.retrain_cmd)
 dataset.dataset_app.command("synth")(dataset.synth_cmd)
 dataset.dataset_app.command("export")(dataset.export_cmd)
 app.add_typer(dataset.dataset_app, name="dataset")

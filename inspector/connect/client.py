@@ -112,3 +112,8 @@ def error_message(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))
     return str(body)[:200]
+
+
+def answer_message(r: httpx.Response) -> str:
+    """The message of a server's answer (its JSON error, or the start of its text)."""
+    return error_message(_json(r))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.lifecycle.conftest import RegServer, frame
+from tests.lifecycle.conftest import RegServer, frame, wait_for
 from tests.lifecycle.packing import file_info, link_info, tar_gz, tar_with, zip_of
 from tests.model_factory import brightness_graph, make_package
 
@@ -160,3 +161,22 @@ def test_only_admins_upload(reg: RegServer, pkg_root: Path) -> None:
                    headers={"Content-Type": "application/gzip"})
     assert r.status_code == 401
     nothing_left(reg, "roles", "1")
+
+
+def test_download_gives_back_the_installed_package(reg: RegServer, tmp_path: Path) -> None:
+    r = reg.call("GET", "/v1/models/tiny/1/package")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/gzip"
+    archive = tmp_path / "pkg.tar.gz"
+    archive.write_bytes(r.content)
+    with tarfile.open(archive) as tf:
+        tf.extractall(tmp_path / "out", filter="data")
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert (card["name"], card["version"]) == ("tiny", "1")
+    assert (tmp_path / "out" / "model.onnx").read_bytes() == \
+        (reg.models_dir / "tiny" / "1" / "model.onnx").read_bytes()
+    assert_error(reg.call("GET", "/v1/models/tiny/99/package"), 404, "not installed")
+    assert_error(reg.call("GET", "/v1/models/tiny/1/package", role="reviewer"), 403)
+    uploads = reg.models_dir / ".uploads"
+    wait_for(lambda: not uploads.exists() or os.listdir(uploads) == [],
+             what="the packed copy to be removed")

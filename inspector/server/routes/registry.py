@@ -10,11 +10,13 @@ from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
 from inspector.core.names import MODEL_REF_PATTERN, NAME_PATTERN, ModelRef, as_utc
 from inspector.lifecycle import uploads
-from inspector.lifecycle.archive import Limits, storage_error
+from inspector.lifecycle.archive import Limits, pack, storage_error
 from inspector.lifecycle.deployer import Deployer
 from inspector.lifecycle.errors import (
     NotFoundError,
@@ -31,6 +33,7 @@ from inspector.store import shadow as shadow_store
 router = APIRouter(prefix="/v1", tags=["models"])
 
 Station = Annotated[str, Path(pattern=NAME_PATTERN, description="Station name")]
+Name = Annotated[str, Path(pattern=NAME_PATTERN, description="Model name or version")]
 _FLUSH = 4 << 20
 _ARCHIVE = {"type": "string", "format": "binary"}
 #: The upload is read from the raw request, so FastAPI cannot see it: describe it by hand.
@@ -136,6 +139,44 @@ async def upload_model(request: Request, services: ServicesDep, _admin: AdminDep
         provider=served.detector.model.provider, unpacked_bytes=staged.unpacked_bytes,
         smoke_ms=round(staged.smoke_ms, 3), signature=SignatureOut.of(served.signature),
     )
+
+
+def _packed(services: Services, name: str, version: str) -> FsPath:
+    """The installed package `name:version` as a reproducible tar.gz in a temporary folder
+    (the caller removes the folder); NotFoundError when it is not installed here."""
+    ref = str(ModelRef(name, version))
+    served = services.registry.models.get(ref)
+    root = served.detector.package.root if served else services.settings.models_dir / name / version
+    if not (root / "card.json").is_file():
+        raise NotFoundError(f"model {ref} is not installed on this server",
+                            hint="GET /v1/models lists the loaded models")
+    work: FsPath | None = None
+    try:
+        work = uploads.new_workdir(services.settings.models_dir)
+        pack(root, work / "package.tar.gz")
+    except OSError as exc:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise storage_error(exc, root) from exc
+    return work / "package.tar.gz"
+
+
+@router.get("/models/{name}/{version}/package", response_class=FileResponse,
+            summary="Download an installed model package (tar.gz)",
+            responses=error_responses({404: "That name:version is not installed here"}))
+async def download_model(services: ServicesDep, _admin: AdminDep, name: Name,
+                         version: Name) -> FileResponse:
+    """The package folder (card.json, model.onnx, report/, signature) as the same archive
+    `POST /v1/models` takes, e.g. to evaluate the active model elsewhere (`inspector
+    retrain`). Admin-only: a package is the plant's model.
+
+    Example: `curl -H 'Authorization: Bearer ADMIN' -o pkg.tar.gz
+    http://127.0.0.1:8000/v1/models/parts/2/package`
+    """
+    archive = await asyncio.to_thread(_packed, services, name, version)
+    return FileResponse(archive, media_type="application/gzip",
+                        filename=f"{name}-{version}.tar.gz",
+                        background=BackgroundTask(shutil.rmtree, archive.parent, True))
 
 
 @router.get("/stations/{station}/model", response_model=StationOut,
