@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,22 @@ from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
 from training.classifier import fit as classifier_fit
 from training.config import TrainConfig
-from training.datasets import Sample, Splits, load_splits
+from training.datasets import Sample, Splits, has_labelled_defects, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
 from training.fitting import FitStep, TrainData
+from training.hybrid import fit as hybrid_fit
 from training.images import LoadedImages, input_size, load_images, median_aspect
 from training.patchcore import fit as patchcore_fit
 from training.provenance import code_revision, package_name_version, write_split
 
 log = logging.getLogger(__name__)
 
-FIT_STEPS: dict[str, FitStep] = {"anomaly": patchcore_fit.STEP, "classifier": classifier_fit.STEP}
+FIT_STEPS: dict[str, FitStep] = {
+    "anomaly": patchcore_fit.STEP,
+    "classifier": classifier_fit.STEP,
+    "hybrid": hybrid_fit.STEP,
+}
 
 
 class Timings:
@@ -112,9 +117,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
+    """kind=auto: hybrid when labelled defects are there to train on, else anomaly."""
+    if config.kind != "auto":
+        return config
+    kind = "hybrid" if has_labelled_defects(data, config.labelled) else "anomaly"
+    log.info("kind: %s (labelled defects %s)", kind, "found" if kind == "hybrid" else "none")
+    return replace(config, kind=kind)
+
+
 def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> TrainResult:
     """Train a package into `out` (models/<name>/<version>) and evaluate it on the test split."""
     timings = Timings()
+    config = resolve_kind(config, data)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TrainingError(
@@ -185,8 +200,8 @@ def _train_into(
         cal = fitted.calibration(runtime.run)
         threshold = choose_threshold(
             cal.good, cal.defect, target_frr=config.target_frr,
-            target_escape=config.target_escape, data=cal.data,
-        )
+            target_escape=config.resolved_target_escape, max_frr=config.max_frr, data=cal.data,
+        ).model_copy(update={"n_defect_per_type": cal.defect_per_type})
 
     with timings("package"):
         params = config.to_params()
