@@ -10,6 +10,7 @@ defects and all the goods without touching the validation or test splits.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,13 @@ from training.patchcore.fit import FittedPatchCore, bank_from_patches, extract_p
 from training.patchcore.model import PatchCore, PatchFeatures
 
 
-def check_labelled(samples: tuple[Sample, ...], root: Path, minimum: int) -> dict[str, int]:
-    """Images per labelled type (after unreadable files were skipped); refuse a type with
-    fewer than `minimum` and data without any."""
-    counts = Counter(s.label for s in samples if s.is_defect)
+def check_labelled(
+    listed: Sequence[Sample], read: Sequence[Sample], root: Path, minimum: int
+) -> dict[str, int]:
+    """Readable images per labelled type (`read`: what was left of `listed` after unreadable
+    files were skipped); refuse a type with fewer than `minimum`, and data without any."""
+    counts = Counter(s.label for s in read if s.is_defect)
+    counts.update(dict.fromkeys({s.label for s in listed if s.is_defect}, 0))
     if not counts:
         raise DatasetError(
             f"{root}: no labelled defect images to train a hybrid model on",
@@ -101,7 +105,7 @@ def anomaly_scale(good_scores: np.ndarray, target_frr: float) -> tuple[float, fl
 def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     """Bank, head and out-of-fold calibration scores (see the module docstring)."""
     hc, train = config.hybrid, data.train
-    per_type = check_labelled(train.samples, data.splits.root, hc.min_per_type)
+    per_type = check_labelled(data.splits.train, train.samples, data.splits.root, hc.min_per_type)
     labels = [GOOD, *per_type]
     good = ~train.is_defect
     features = PatchFeatures(backbone, pool=config.patchcore.pool).eval()
