@@ -15,13 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, utcnow
+from inspector.core.card import (
+    ExportInfo,
+    InputSpec,
+    ModelCard,
+    ModelKind,
+    Provenance,
+    utcnow,
+)
 from inspector.core.card import write_card as write_card_file
 from inspector.core.datasets import SPLIT_FILE
 from inspector.core.package import (
@@ -37,7 +44,7 @@ from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
 from training.classifier import fit as classifier_fit
-from training.config import TrainConfig
+from training.config import Kind, TrainConfig
 from training.datasets import Sample, Splits, has_labelled_defects, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
@@ -121,7 +128,7 @@ def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
     """kind=auto: hybrid when labelled defects are there to train on, else anomaly."""
     if config.kind != "auto":
         return config
-    kind = "hybrid" if has_labelled_defects(data, config.labelled) else "anomaly"
+    kind: Kind = "hybrid" if has_labelled_defects(data, config.labelled) else "anomaly"
     log.info("kind: %s (labelled defects %s)", kind, "found" if kind == "hybrid" else "none")
     return replace(config, kind=kind)
 
@@ -217,7 +224,7 @@ def _train_into(
         card = ModelCard(
             name=name,
             version=version,
-            kind=config.kind,
+            kind=cast(ModelKind, config.kind),  # resolved: never "auto" here
             description=f"{fitted.what}, trained on {splits.describe()}.{warned}",
             input=spec,
             labels=fitted.labels,

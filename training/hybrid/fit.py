@@ -44,9 +44,9 @@ def check_labelled(
         )
     few = {t: n for t, n in sorted(counts.items()) if n < minimum}
     if few:
-        listed = ", ".join(f"{t}: {n}" for t, n in few.items())
+        shown = ", ".join(f"{t}: {n}" for t, n in few.items())
         raise DatasetError(
-            f"too few readable labelled images per defect type ({listed}); the hybrid needs at "
+            f"too few readable labelled images per defect type ({shown}); the hybrid needs at "
             f"least {minimum} of each for its cross-validated threshold",
             hint="add images of those types or remove their folders",
         )
