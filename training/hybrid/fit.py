@@ -76,7 +76,8 @@ def describe_goods(
             feats = maps[part].permute(0, 3, 1, 2)
             out.append(_descriptors(fitted.model, feats, top, exclude))
             bar.advance(part.stop - part.start)
-    return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
+    desc, scores, amaps = zip(*out, strict=True)
+    return np.concatenate(desc), np.concatenate(scores), np.concatenate(amaps)
 
 
 def describe_images(
