@@ -9,7 +9,7 @@ a hint.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from training.config import TrainConfig, knob_help
@@ -23,5 +23,6 @@ def train_command(*, data: Path | str, out: Path | str, **knobs: Any) -> TrainRe
     then evaluate it on the test split through inspector.core (metrics in the card, plots in
     report/). `knobs`: any of `knob_help()`'s names, as values or as `--set` text; None means
     the default."""
-    given = {k: v for k, v in knobs.items() if v is not None}
+    # Folders (labelled=) may come as paths; knobs hold text.
+    given = {k: str(v) if isinstance(v, PurePath) else v for k, v in knobs.items() if v is not None}
     return run_training(data, out, TrainConfig.from_knobs(given))

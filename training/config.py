@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from training.errors import TrainingError
 
-Kind = Literal["anomaly", "classifier"]
+Kind = Literal["auto", "anomaly", "classifier", "hybrid"]
 Resize = Literal["stretch", "letterbox", "center_crop"]
 Color = Literal["auto", "rgb", "gray"]
 
@@ -131,6 +131,39 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True)
+class HybridConfig:
+    """The hybrid's supervised head: a logistic regression on pooled patch features and the
+    PatchCore distances, its threshold set on k-fold out-of-fold scores."""
+
+    l2: float = field(
+        default=1.0,
+        metadata=knob(
+            "hybrid: L2 penalty of the head (logistic regression on standardised features); "
+            "more for fewer labelled defects",
+            low=0,
+            name="head_l2",
+        ),
+    )
+    folds: int = field(
+        default=5,
+        metadata=knob(
+            "hybrid: cross-validation folds for the out-of-fold calibration scores (fewer when "
+            "a defect type has fewer images)",
+            low=2,
+            name="cv_folds",
+        ),
+    )
+    #: Share of an image's patches, the most anomalous ones, whose features are averaged
+    #: into the head's input: what the suspicious region looks like.
+    top_patches: float = 0.02
+    #: Optimiser iterations of the head (L-BFGS, full batch, deterministic).
+    max_iter: int = 200
+    #: Smallest number of labelled images per defect type: one image cannot be both in a
+    #: training fold and out of it.
+    min_per_type: int = 2
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     #: Labeled folders are split by inspector.core.datasets.scan (as `inspector evaluate`).
     val_fraction: float | None = field(
@@ -157,10 +190,21 @@ class SplitConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     kind: Kind = field(
-        default="anomaly",
+        default="auto",
         metadata=knob(
-            "anomaly: PatchCore on good images; classifier: needs defect images",
-            choices=("anomaly", "classifier"),
+            "anomaly: PatchCore on good images; classifier: needs defect images; hybrid: "
+            "PatchCore + a head on a few labelled defects; auto: hybrid when labelled defects "
+            "are there for training (train/<defect>/, --labelled, a labeled folder), else anomaly",
+            choices=("auto", "anomaly", "classifier", "hybrid"),
+        ),
+    )
+    labelled: str | None = field(
+        default=None,
+        metadata=knob(
+            "folder of reviewed images for training, labeled layout: <defect_type>/ (and "
+            "optionally good/); files also in the data's test split leave the test split",
+            str,
+            optional=True,
         ),
     )
     backbone: str = field(
@@ -224,6 +268,7 @@ class TrainConfig:
     patchcore: PatchCoreConfig = field(default_factory=PatchCoreConfig)
     coreset: CoresetConfig = field(default_factory=CoresetConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     target_frr: float = field(
         default=0.01,
@@ -232,7 +277,19 @@ class TrainConfig:
     target_escape: float | None = field(
         default=None,
         metadata=knob(
-            "threshold: target escape rate on validation defects, instead of best F1",
+            "threshold: target escape rate on validation defects, instead of best F1 "
+            "(hybrid: on out-of-fold scores of the labelled defects; default 0.01 there)",
+            float,
+            low=0,
+            high=1,
+            optional=True,
+        ),
+    )
+    max_frr: float | None = field(
+        default=0.02,
+        metadata=knob(
+            "threshold: a target escape rate may reject at most this share of the goods; "
+            "past it the threshold sits at this rate (the card says the target was missed)",
             float,
             low=0,
             high=1,
@@ -265,12 +322,15 @@ class TrainConfig:
     def to_params(self) -> dict[str, Any]:
         """JSON-ready dict for the card; only the parts that apply to this kind."""
         params = asdict(self)
-        if self.kind == "anomaly":
+        if self.kind != "classifier":
             params.pop("classifier")
             params["split"].pop("classifier_defect_split")
         else:
             params.pop("patchcore")
             params.pop("coreset")
+        if self.kind != "hybrid":
+            params.pop("hybrid")
+        params["target_escape"] = self.resolved_target_escape
         params["split"]["seed"] = self.seed
         params["split"]["val_fraction"] = self.resolved_val_fraction
         return params
@@ -279,7 +339,14 @@ class TrainConfig:
     def resolved_val_fraction(self) -> float:
         if self.split.val_fraction is not None:
             return self.split.val_fraction
-        return 0.0 if self.kind == "anomaly" else 0.1
+        # Anomaly and hybrid calibrate on every training good (leave-one-out, out-of-fold).
+        return 0.1 if self.kind == "classifier" else 0.0
+
+    @property
+    def resolved_target_escape(self) -> float | None:
+        if self.target_escape is None and self.kind == "hybrid":
+            return 0.01
+        return self.target_escape
 
     def split_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `training.datasets.load_splits`."""
@@ -289,6 +356,7 @@ class TrainConfig:
             "classifier_defect_split": (
                 self.split.classifier_defect_split if self.kind == "classifier" else None
             ),
+            "labelled": self.labelled,
         }
 
 
@@ -388,9 +456,9 @@ def _set(config: Any, path: tuple[str, ...], value: Any) -> Any:
 
 def _check_config(config: TrainConfig) -> None:
     """Checks across knobs."""
-    if config.tile and config.kind != "anomaly":
-        raise TrainingError("tile: only anomaly models are tiled",
-                            hint="drop --set tile for a classifier")
+    if config.tile and config.kind not in ("anomaly", "auto"):
+        raise TrainingError(f"tile: only anomaly models are tiled, not {config.kind}",
+                            hint="drop --set tile, or train --kind anomaly")
     if config.tile and config.resize != "stretch":
         raise TrainingError(f"tile: tiles are stretched to the input, not {config.resize}",
                             hint="drop --set resize when tiling")

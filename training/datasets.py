@@ -9,6 +9,11 @@ was trained on. On top of it, training adds:
 - for a classifier on the MVTec layout (defects only in `test/`), a per-type seeded split of
   the test defects into train / val / test (`classifier_defect_split`); test goods stay in
   test;
+- labelled defects for training: `train/<defect_type>/` in the MVTec layout (read by
+  `scan`), or a separate folder (`labelled=`) in the labeled layout, `<defect_type>/` and
+  optionally `good/`, all of it for training; a file of it that is also in the data's
+  validation or test split (the same file, also through a symlink) leaves those splits, so a
+  model is never evaluated on what it learnt;
 - clear errors for empty class folders and masks without a matching defect folder.
 """
 
@@ -19,10 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inspector.core.datasets import GOOD, Sample, is_mvtec, list_images, scan
+from inspector.core.datasets import (
+    GOOD,
+    Sample,
+    is_mvtec,
+    list_images,
+    scan,
+    train_defect_folders,
+)
 from inspector.core.errors import DatasetError
 
-__all__ = ["GOOD", "Sample", "Splits", "load_splits"]
+__all__ = ["GOOD", "Sample", "Splits", "has_labelled_defects", "load_splits"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class Splits:
 
 def _class_folders(root: Path) -> list[Path]:
     if is_mvtec(root):
-        folders = [root / "train" / GOOD]
+        folders = [root / "train" / GOOD, *train_defect_folders(root)]
         test = root / "test"
         if test.is_dir():
             folders += sorted(
@@ -58,6 +70,51 @@ def _class_folders(root: Path) -> list[Path]:
             )
         return folders
     return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def has_labelled_defects(root: Path | str, labelled: Path | str | None = None) -> bool:
+    """Whether there are defect images to train on: a `labelled` folder, `train/<defect>/`
+    in the MVTec layout, or defect folders beside `good/` in the labeled layout."""
+    root = Path(root)
+    if labelled is not None or not root.is_dir():
+        return labelled is not None
+    if is_mvtec(root):
+        return bool(train_defect_folders(root))
+    return any(f.name != GOOD for f in _class_folders(root))
+
+
+def scan_labelled(folder: Path) -> list[Sample]:
+    """A `labelled=` folder: `<defect_type>/` (and optionally `good/`) images, all for
+    training; every class folder must hold images."""
+    if not folder.is_dir():
+        raise DatasetError(
+            f"{folder}: no such folder", hint="--labelled takes a folder of <defect_type>/ folders"
+        )
+    if is_mvtec(folder):
+        raise DatasetError(
+            f"{folder}: an MVTec layout, not labelled folders",
+            hint="--labelled takes <defect_type>/ folders (and optionally good/); in the "
+            "MVTec layout put labelled defects in the data folder's train/<defect_type>/",
+        )
+    folders = _class_folders(folder)
+    if not any(f.name != GOOD for f in folders):
+        raise DatasetError(
+            f"{folder}: no defect type folders", hint="put reviewed defects in <defect_type>/"
+        )
+    samples = []
+    for sub in folders:
+        files = list_images(sub)
+        if not files:
+            raise DatasetError(
+                f"{sub}: no images (PNG, JPEG, BMP or TIFF)",
+                hint="add images to the folder or remove it",
+            )
+        samples += [Sample(p, sub.name) for p in files]
+    return samples
+
+
+def _without(samples: Sequence[Sample], files: set[Path]) -> list[Sample]:
+    return [s for s in samples if s.path.resolve() not in files]
 
 
 def check_folders(root: Path) -> None:
@@ -120,6 +177,7 @@ def load_splits(
     seed: int = 0,
     val_fraction: float = 0.1,
     classifier_defect_split: tuple[float, float, float] | None = None,
+    labelled: Path | str | None = None,
 ) -> Splits:
     """List and split a data set folder (see the module docstring)."""
     root = Path(root)
@@ -139,6 +197,15 @@ def load_splits(
                 train, val, test = train + a, val + b, test + c
     else:
         train, val, test = list(ds.train), list(ds.validation), list(ds.test)
+    if labelled is not None:
+        extra = scan_labelled(Path(labelled))
+        files = {s.path.resolve() for s in extra}
+        kept_val, kept_test = _without(val, files), _without(test, files)
+        moved = len(val) + len(test) - len(kept_val) - len(kept_test)
+        if moved:
+            notes.append(f"{moved} labelled image(s) of {labelled} are also in {root}'s "
+                         "validation or test split: left out of those splits")
+        train, val, test = [*_without(train, files), *extra], kept_val, kept_test
     if not any(not s.is_defect for s in train):
         raise DatasetError(f"{root}: no good images left for training", hint="add good images")
     return Splits(
@@ -147,6 +214,6 @@ def load_splits(
         train=tuple(train),
         val=tuple(val),
         test=tuple(test),
-        labels=(GOOD, *ds.defect_types),
+        labels=(GOOD, *sorted({s.label for s in (*train, *val, *test) if s.is_defect})),
         notes=tuple(notes),
     )

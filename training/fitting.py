@@ -44,12 +44,19 @@ class Calibration:
     #: Maps of the goods on the score's scale (sets the heatmap colours), or None when the
     #: map is already on a fixed [0, 1] scale.
     good_maps: np.ndarray | None = None
+    #: The map value that stands for the threshold when the score has another scale (a
+    #: hybrid's score is a probability, its map PatchCore distances).
+    map_threshold: float | None = None
+    #: Defect images per type among `defect` (for the card).
+    defect_per_type: dict[str, int] | None = None
 
     def heatmap(self, threshold: float) -> HeatmapSpec:
         """Blue at the median good pixel, red a quarter above the threshold, so a failing
         region shows orange to red; fixed [0, 1] for maps that are probabilities."""
         if self.good_maps is None:
             return HeatmapSpec(vmin=0.0, vmax=1.0)
+        if self.map_threshold is not None:
+            threshold = self.map_threshold
         values = np.asarray(self.good_maps, dtype=np.float64).ravel()
         vmin = float(np.median(values)) if values.size else 0.0
         return HeatmapSpec(vmin=vmin, vmax=vmin + 1.25 * max(threshold - vmin, 1e-6))
@@ -74,6 +81,11 @@ class FitStep:
     #: The training samples this kind reads (e.g. goods only).
     samples: Callable[[Splits], Sequence[Sample]]
     fit: Callable[[Backbone, TrainData, TrainConfig], Fitted]
+
+
+def all_samples(splits: Splits) -> list[Sample]:
+    """The training split whole, goods and defects (kinds that learn from defects)."""
+    return list(splits.train)
 
 
 def validation_scores(

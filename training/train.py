@@ -13,15 +13,23 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from inspector.core.card import ExportInfo, InputSpec, ModelCard, Provenance, TilingSpec, utcnow
+from inspector.core.card import (
+    ExportInfo,
+    InputSpec,
+    ModelCard,
+    ModelKind,
+    Provenance,
+    TilingSpec,
+    utcnow,
+)
 from inspector.core.card import write_card as write_card_file
 from inspector.core.datasets import SPLIT_FILE
 from inspector.core.operating import card_metrics
@@ -38,18 +46,23 @@ from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
 from training.classifier import fit as classifier_fit
-from training.config import TrainConfig
-from training.datasets import Sample, Splits, load_splits
+from training.config import Kind, TrainConfig
+from training.datasets import Sample, Splits, has_labelled_defects, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
 from training.fitting import FitStep, TrainData
+from training.hybrid import fit as hybrid_fit
 from training.images import LoadedImages, input_size, load_images, median_aspect, median_size
 from training.patchcore import fit as patchcore_fit
 from training.provenance import code_revision, package_name_version, write_split
 
 log = logging.getLogger(__name__)
 
-FIT_STEPS: dict[str, FitStep] = {"anomaly": patchcore_fit.STEP, "classifier": classifier_fit.STEP}
+FIT_STEPS: dict[str, FitStep] = {
+    "anomaly": patchcore_fit.STEP,
+    "classifier": classifier_fit.STEP,
+    "hybrid": hybrid_fit.STEP,
+}
 
 
 class Timings:
@@ -113,9 +126,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
+    """kind=auto: hybrid when labelled defects are there to train on, else anomaly (always
+    anomaly when tiled)."""
+    if config.kind != "auto":
+        return config
+    labelled = has_labelled_defects(data, config.labelled)
+    if config.tile:  # tiled models are anomaly models: labelled defects are left unused
+        if labelled:
+            log.warning("kind: anomaly (tiled); the labelled defects are not trained on: "
+                        "hybrid models are not tiled")
+        return replace(config, kind="anomaly")
+    kind: Kind = "hybrid" if labelled else "anomaly"
+    log.info("kind: %s (labelled defects %s)", kind, "found" if labelled else "none")
+    return replace(config, kind=kind)
+
+
 def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> TrainResult:
     """Train a package into `out` (models/<name>/<version>) and evaluate it on the test split."""
     timings = Timings()
+    config = resolve_kind(config, data)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TrainingError(
@@ -188,8 +218,8 @@ def _train_into(
         cal = fitted.calibration(runtime.run)
         threshold = choose_threshold(
             cal.good, cal.defect, target_frr=config.target_frr,
-            target_escape=config.target_escape, data=cal.data,
-        )
+            target_escape=config.resolved_target_escape, max_frr=config.max_frr, data=cal.data,
+        ).model_copy(update={"n_defect_per_type": cal.defect_per_type})
 
     with timings("package"):
         params = config.to_params()
@@ -207,7 +237,7 @@ def _train_into(
         card = ModelCard(
             name=name,
             version=version,
-            kind=config.kind,
+            kind=cast(ModelKind, config.kind),  # resolved: never "auto" here
             description=f"{fitted.what}, trained on {splits.describe()}.{warned}",
             input=spec,
             labels=fitted.labels,

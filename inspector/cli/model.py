@@ -262,7 +262,16 @@ def train_cmd(
         Path, typer.Option("--out", help="Package folder to write: models/NAME/VERSION.")
     ],
     kind: Annotated[
-        str | None, typer.Option(help="anomaly (good images only; default) or classifier.")
+        str | None, typer.Option(
+            help="anomaly (good images only), classifier, or hybrid (PatchCore + a head "
+            "learnt from a few labelled defects); default: hybrid when there are labelled "
+            "defects to train on (train/<defect_type>/, --labelled, a labeled folder), "
+            "else anomaly.")
+    ] = None,
+    labelled: Annotated[
+        Path | None, typer.Option(
+            "--labelled", help="Folder of reviewed images to train on: <defect_type>/ "
+            "folders (and optionally good/); files also in the data's test split leave it.")
     ] = None,
     backbone: Annotated[
         str | None, typer.Option(help="Feature backbone; default: the offline EfficientNet-Lite0.")
@@ -288,6 +297,8 @@ def train_cmd(
 
         inspector train --data reviewed/ --out models/tiles/4 --kind classifier
 
+        inspector train --data ../shared/data/mtd --labelled reviewed/ --out models/mtd/2
+
         inspector train --data parts/ --out models/parts/2 --set image_size=320 --set coreset=0.05
 
     The printed summary gives the wall-clock seconds of each phase (read, fit, export,
@@ -307,7 +318,8 @@ def train_cmd(
     if "help" in (set_ or []):
         print("\n".join(training.knob_help()))
         return
-    knobs: dict[str, object] = {"kind": kind, "backbone": backbone, "seed": seed}
+    knobs: dict[str, object] = {"kind": kind, "backbone": backbone, "seed": seed,
+                                "labelled": str(labelled) if labelled else None}
     try:
         result = training.train_command(
             data=data, out=out, **knobs, **_parse_overrides(set_ or [])

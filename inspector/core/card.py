@@ -31,7 +31,7 @@ CARD_SCHEMA_VERSION = 1
 
 ResizeMode = Literal["stretch", "letterbox", "center_crop"]
 ColorMode = Literal["rgb", "gray"]
-ModelKind = Literal["anomaly", "classifier"]
+ModelKind = Literal["anomaly", "classifier", "hybrid"]
 ThresholdMethod = Literal["target_frr", "best_f1", "target_escape", "manual", "default"]
 
 
@@ -84,6 +84,14 @@ class ThresholdSpec(_Strict):
     data: str | None = None
     n_good: int | None = None
     n_defect: int | None = None
+    #: Defect images per type behind `n_defect` (labelled defects of a hybrid model).
+    n_defect_per_type: dict[str, int] | None = None
+    #: The false-reject rate a target escape rate may cost at most; past it, the threshold is
+    #: the one at this rate and the escape target is missed (said in `data`).
+    max_frr: float | None = None
+    #: The rates this threshold gave on the calibration scores: what to expect on the line.
+    expected_false_reject_rate: float | None = None
+    expected_escape_rate: float | None = None
     calibrated_at: datetime | None = None
 
 
@@ -153,8 +161,8 @@ class ModelCard(_Strict):
     kind: ModelKind = "anomaly"
     description: str = ""
     input: InputSpec
-    #: Class names. For an anomaly model ["good", "defect"]; a classifier lists "good" first
-    #: and then its defect types, in the order of the `probabilities` output.
+    #: Class names. For an anomaly model ["good", "defect"]; a classifier or a hybrid lists
+    #: "good" first and then its defect types, in the order of the `probabilities` output.
     labels: list[str] = Field(default_factory=lambda: ["good", "defect"], min_length=2)
     threshold: ThresholdSpec
     heatmap: HeatmapSpec = Field(default_factory=HeatmapSpec)

@@ -1,7 +1,8 @@
 """Data set layouts: MVTec AD and plain labeled folders. No pixels are read here.
 
 MVTec AD:   train/good/, test/good/, test/<defect_type>/,
-            ground_truth/<defect_type>/<stem>_mask.png (optional)
+            ground_truth/<defect_type>/<stem>_mask.png (optional),
+            train/<defect_type>/ (optional: labelled defects to train on, e.g. a hybrid model)
 Labeled:    good/, <defect_type>/ (split here: stratified, seeded)
 """
 
@@ -93,10 +94,22 @@ def is_mvtec(root: Path) -> bool:
     return (root / "train" / GOOD).is_dir() or (root / "test" / GOOD).is_dir()
 
 
+def train_defect_folders(root: Path) -> list[Path]:
+    """`train/<defect_type>/` folders of an MVTec layout: labelled defects to train on."""
+    train = root / "train"
+    if not train.is_dir():
+        return []
+    return sorted(
+        d for d in train.iterdir() if d.is_dir() and d.name != GOOD and not d.name.startswith(".")
+    )
+
+
 def scan_mvtec(root: Path) -> Dataset:
     """Scan an MVTec AD layout; masks are matched by file name (`<stem>_mask.png`)."""
     train_dir, test_dir = root / "train" / GOOD, root / "test"
     train = [Sample(p, GOOD) for p in list_images(train_dir)] if train_dir.is_dir() else []
+    for sub in train_defect_folders(root):
+        train.extend(Sample(p, sub.name, _mask_for(root, sub.name, p)) for p in list_images(sub))
     test: list[Sample] = []
     if test_dir.is_dir():
         for sub in sorted(d for d in test_dir.iterdir() if d.is_dir()):
@@ -113,7 +126,8 @@ def scan_mvtec(root: Path) -> Dataset:
     gt = root / "ground_truth"
     if gt.is_dir():
         for d in sorted(p for p in gt.iterdir() if p.is_dir()):
-            if any(True for _ in d.iterdir()) and not (test_dir / d.name).is_dir():
+            known = (test_dir / d.name).is_dir() or (root / "train" / d.name).is_dir()
+            if any(True for _ in d.iterdir()) and not known:
                 raise DatasetError(
                     f"{d}: masks for defect type {d.name!r} but no test/{d.name}/ folder",
                     hint="mask folders must match test/<defect_type>/ folder names",

@@ -38,6 +38,7 @@ OUTPUT_RANKS: dict[str, int] = {"score": 1, "anomaly_map": 3, "probabilities": 2
 OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     "anomaly": ("score", "anomaly_map"),
     "classifier": ("score", "anomaly_map", "probabilities"),
+    "hybrid": ("score", "anomaly_map", "probabilities"),
 }
 
 _ORT_UINT8 = "tensor(uint8)"
@@ -139,7 +140,7 @@ def check_io_contract(session: ort.InferenceSession, package: ModelPackage) -> N
             raise ModelPackageError(
                 f"{where}: output '{name}' must have rank {rank}, found shape {out.shape}"
             )
-    if card.kind == "classifier":
+    if "probabilities" in wanted:
         c_dim = outputs["probabilities"].shape[1]
         if isinstance(c_dim, int) and c_dim != len(card.labels):
             raise ModelPackageError(

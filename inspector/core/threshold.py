@@ -2,7 +2,10 @@
 
 auto: a target escape rate when one is given and the scores include defects, best F1 when
 they include goods and defects, else a target false-reject rate on the goods. An explicit
-method fails when its data is missing instead of falling back.
+method fails when its data is missing instead of falling back. A target escape rate may be
+bounded by `max_frr`: when meeting it would reject more goods than that, the threshold is the
+one at `max_frr` instead, and the spec says so. Every spec records the false-reject and escape
+rates its threshold gives on the scores it was chosen on.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ import numpy as np
 
 from inspector.core.card import ThresholdMethod, ThresholdSpec, utcnow
 from inspector.core.errors import InspectorError
-from inspector.core.metrics import threshold_best_f1, threshold_for_escape, threshold_for_frr
+from inspector.core.metrics import (
+    rates_at,
+    threshold_best_f1,
+    threshold_for_escape,
+    threshold_for_frr,
+)
 
 Method = Literal["auto", "target_frr", "best_f1", "target_escape"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -40,6 +48,7 @@ def choose_threshold(
     method: str = "auto",
     target_frr: float = DEFAULT_TARGET_FRR,
     target_escape: float | None = None,
+    max_frr: float | None = None,
     data: str = "",
 ) -> ThresholdSpec:
     """The card's threshold, with its method, target and the data it was chosen on."""
@@ -55,9 +64,18 @@ def choose_threshold(
     if chosen != "target_escape" and not good.size:
         raise ThresholdError(f"{chosen} needs good images in the data")
     target: float | None = None
+    bound = max_frr if chosen == "target_escape" else None
     if chosen == "target_escape":
         target = target_escape if target_escape is not None else 0.0
         value = threshold_for_escape(bad, target)
+        frr = float(np.mean(good >= value)) if good.size else 0.0
+        if max_frr is not None and frr > max_frr:
+            data = (
+                f"{data}; target escape rate {target:g} would reject {frr:.2%} of the "
+                f"goods, over max_frr {max_frr:g}: threshold at max_frr instead"
+            )
+            chosen, target = "target_frr", max_frr
+            value = threshold_for_frr(good, max_frr)
     elif chosen == "best_f1":
         labels = np.r_[np.zeros(good.size, bool), np.ones(bad.size, bool)]
         value = threshold_best_f1(labels, np.r_[good, bad])
@@ -65,10 +83,17 @@ def choose_threshold(
         target = target_frr
         value = threshold_for_frr(good, target_frr)
     common: dict[str, Any] = {"data": data, "n_good": int(good.size), "n_defect": int(bad.size)}
+    rates = rates_at(np.r_[np.zeros(good.size, bool), np.ones(bad.size, bool)], np.r_[good, bad],
+                     value)
+    if good.size:
+        common["expected_false_reject_rate"] = rates.false_reject_rate
+    if bad.size:
+        common["expected_escape_rate"] = rates.escape_rate
     return ThresholdSpec(
         value=value,
         method=cast(ThresholdMethod, chosen),
         target=target,
+        max_frr=bound,
         calibrated_at=utcnow(),
         **common,
     )

@@ -25,8 +25,15 @@ from inspector.progress import task
 from training.backbones import Backbone
 from training.classifier.model import DefectClassifier
 from training.config import ClassifierConfig, TrainConfig
-from training.datasets import Sample, Splits
-from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
+from training.fitting import (
+    Calibration,
+    FitStep,
+    Fitted,
+    ScoreFn,
+    TrainData,
+    all_samples,
+    validation_scores,
+)
 from training.images import LoadedImages
 
 log = logging.getLogger(__name__)
@@ -215,8 +222,4 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     )
 
 
-def _all_samples(splits: Splits) -> list[Sample]:
-    return list(splits.train)
-
-
-STEP = FitStep(samples=_all_samples, fit=fit)
+STEP = FitStep(samples=all_samples, fit=fit)

@@ -24,14 +24,13 @@ log = logging.getLogger(__name__)
 def extract_patches(
     features: PatchFeatures, images: np.ndarray, batch_size: int = 16, description: str = ""
 ) -> torch.Tensor:
-    """Patch features of uint8 NHWC images, as rows: [N * h * w, C]."""
-    rows = []
+    """Patch features of uint8 NHWC images, channels last: [N, h, w, C]."""
+    maps = []
     with task(description or "extracting patch features", len(images)) as bar:
         for part in batches(len(images), batch_size):
-            fmap = features(torch.from_numpy(images[part]))
-            rows.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
+            maps.append(features(torch.from_numpy(images[part])).permute(0, 2, 3, 1))
             bar.advance(part.stop - part.start)
-    return torch.cat(rows)
+    return torch.cat(maps)
 
 
 def bank_size(n_patches: int, cfg: CoresetConfig) -> int:
@@ -60,9 +59,23 @@ def fit_patchcore(
     if len(good_images) == 0:
         raise ValueError("PatchCore needs at least one good image to fit")
     features = PatchFeatures(backbone, pool=config.pool).eval()
-    patches = extract_patches(features, good_images, batch_size, "features of good images")
+    maps = extract_patches(features, good_images, batch_size, "features of good images")
+    return bank_from_patches(features, maps, good_images.shape[1:3], config, coreset, seed)
+
+
+def bank_from_patches(
+    features: PatchFeatures,
+    maps: torch.Tensor,
+    input_hw: tuple[int, int],
+    config: PatchCoreConfig,
+    coreset: CoresetConfig,
+    seed: int = 0,
+) -> FittedPatchCore:
+    """The PatchCore model from the good images' patch features [N, h, w, C]."""
+    patches = maps.reshape(-1, maps.shape[-1])
     n = bank_size(len(patches), coreset)
-    log.info("memory bank: %d of %d patches (%s)", n, len(patches), backbone.describe_taps())
+    taps = features.backbone.describe_taps()
+    log.info("memory bank: %d of %d patches (%s)", n, len(patches), taps)
     index = greedy_coreset(
         patches.numpy(),
         n,
@@ -72,8 +85,8 @@ def fit_patchcore(
     )
     chosen = torch.from_numpy(index)
     bank = patches[chosen].clone()
-    per_image = len(patches) // len(good_images)
-    h, w = good_images.shape[1:3]
+    per_image = maps.shape[1] * maps.shape[2]
+    h, w = input_hw
     model = PatchCore(features, bank, (h, w), config).eval()
     return FittedPatchCore(model, chosen // per_image)
 

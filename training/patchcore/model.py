@@ -101,7 +101,11 @@ class PatchCore(nn.Module):
         `exclude` [N, M] (bool, training only) hides bank entries from an image's search:
         leave-one-out scores of training images.
         """
-        feats = self.features(image)
+        return self.distances(self.features(image), exclude)
+
+    def distances(self, feats: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """`patch_distances` from patch features [N, C, h, w] already computed (the hybrid
+        model pools the same features for its head)."""
         n, c, h, w = feats.shape
         q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c) - self.centre
         partial = q @ self.bank_t_neg2 + self.bank_sq

@@ -1,0 +1,168 @@
+"""The hybrid's fit step: PatchCore's memory bank from the training goods, the head from the
+goods and the labelled defects, and calibration scores that no fitted part has seen.
+
+Calibration is out-of-fold: every training image is scored by a head fitted without its fold
+(k-fold, stratified by class), and every good's PatchCore part is its leave-one-image-out
+score (its own patches hidden from the bank). So the threshold is set on all the labelled
+defects and all the goods without touching the validation or test splits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspector.core.errors import DatasetError
+from inspector.core.metrics import auroc, threshold_for_frr
+from inspector.progress import batches, task
+from training.backbones import Backbone
+from training.config import TrainConfig
+from training.datasets import GOOD, Sample
+from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, all_samples
+from training.hybrid.head import fit_head, out_of_fold
+from training.hybrid.model import HybridModel, defect_log_odds, describe
+from training.patchcore.fit import FittedPatchCore, bank_from_patches, extract_patches
+from training.patchcore.model import PatchCore, PatchFeatures
+
+
+def check_labelled(
+    listed: Sequence[Sample], read: Sequence[Sample], root: Path, minimum: int
+) -> dict[str, int]:
+    """Readable images per labelled type (`read`: what was left of `listed` after unreadable
+    files were skipped); refuse a type with fewer than `minimum`, and data without any."""
+    counts = Counter(s.label for s in read if s.is_defect)
+    counts.update(dict.fromkeys({s.label for s in listed if s.is_defect}, 0))
+    if not counts:
+        raise DatasetError(
+            f"{root}: no labelled defect images to train a hybrid model on",
+            hint="put reviewed defects in train/<defect_type>/ (MVTec layout) or pass "
+            "--labelled DIR with <defect_type>/ folders; or use --kind anomaly",
+        )
+    few = {t: n for t, n in sorted(counts.items()) if n < minimum}
+    if few:
+        shown = ", ".join(f"{t}: {n}" for t, n in few.items())
+        raise DatasetError(
+            f"too few readable labelled images per defect type ({shown}); the hybrid needs at "
+            f"least {minimum} of each for its cross-validated threshold",
+            hint="add images of those types or remove their folders",
+        )
+    return dict(sorted(counts.items()))
+
+
+@torch.no_grad()
+def _descriptors(
+    model: PatchCore, feats: torch.Tensor, top: float, exclude: torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(descriptors, anomaly scores, maps subsampled 4x) of one batch of patch features."""
+    d = model.distances(feats, exclude)
+    score, amap = model.map_and_score(d)
+    return describe(feats, d, score, top).numpy(), score.numpy(), amap[:, ::4, ::4].numpy()
+
+
+def describe_goods(
+    fitted: FittedPatchCore, maps: torch.Tensor, top: float, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training goods' descriptors, scores and maps, each with its own patches hidden
+    from the bank (leave-one-image-out), from their features [N, h, w, C] already computed."""
+    out = []
+    with task("leave-one-out descriptors of goods", len(maps)) as bar:
+        for part in batches(len(maps), batch_size):
+            ids = torch.arange(part.start, part.stop)
+            exclude = fitted.bank_source.view(1, -1) == ids.view(-1, 1)
+            feats = maps[part].permute(0, 3, 1, 2)
+            out.append(_descriptors(fitted.model, feats, top, exclude))
+            bar.advance(part.stop - part.start)
+    desc, scores, amaps = zip(*out, strict=True)
+    return np.concatenate(desc), np.concatenate(scores), np.concatenate(amaps)
+
+
+def describe_images(
+    model: PatchCore, images: np.ndarray, top: float, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors and anomaly scores of images that are not in the bank (the defects)."""
+    desc, scores = [], []
+    with torch.no_grad(), task("descriptors of labelled defects", len(images)) as bar:
+        for part in batches(len(images), batch_size):
+            feats = model.features(torch.from_numpy(images[part]))
+            x, s, _ = _descriptors(model, feats, top, None)
+            desc.append(x)
+            scores.append(s)
+            bar.advance(part.stop - part.start)
+    return np.concatenate(desc), np.concatenate(scores)
+
+
+def anomaly_scale(good_scores: np.ndarray, target_frr: float) -> tuple[float, float]:
+    """(centre, width) that put the anomaly score on the log-odds scale: 0 at the good-only
+    threshold for `target_frr`, -log(99) at the median good."""
+    centre = threshold_for_frr(good_scores, target_frr)
+    spread = centre - float(np.median(good_scores))
+    return centre, max(spread / np.log(99.0), 1e-6)
+
+
+def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
+    """Bank, head and out-of-fold calibration scores (see the module docstring)."""
+    hc, train = config.hybrid, data.train
+    per_type = check_labelled(data.splits.train, train.samples, data.splits.root, hc.min_per_type)
+    labels = [GOOD, *per_type]
+    good = ~train.is_defect
+    features = PatchFeatures(backbone, pool=config.patchcore.pool).eval()
+    maps = extract_patches(
+        features, train.pixels[good], config.batch_size, "features of good images"
+    )
+    fitted = bank_from_patches(
+        features, maps, train.pixels.shape[1:3], config.patchcore, config.coreset, config.seed
+    )
+    good_x, good_a, good_maps = describe_goods(fitted, maps, hc.top_patches)
+    del maps
+    defect_x, defect_a = describe_images(fitted.model, train.pixels[~good], hc.top_patches)
+    x = np.concatenate([good_x, defect_x])
+    y = np.array([labels.index(s.label) for s in train.samples if not s.is_defect]
+                 + [labels.index(s.label) for s in train.samples if s.is_defect])
+    folds = min(hc.folds, min(per_type.values()))
+    oof = out_of_fold(x, y, len(labels), folds=folds, l2=hc.l2, max_iter=hc.max_iter,
+                      seed=config.seed)
+    head = fit_head(x, y, len(labels), hc.l2, hc.max_iter)
+    centre, width = anomaly_scale(good_a, config.target_frr)
+    model = HybridModel(fitted.model, head, centre, width, hc.top_patches).eval()
+    anomaly = model.anomaly_log_odds(torch.from_numpy(np.r_[good_a, defect_a])).numpy()
+    combined = np.maximum(defect_log_odds(torch.from_numpy(oof)).numpy(), anomaly)
+    n_good = int(good.sum())
+    types = ", ".join(f"{t} {n}" for t, n in per_type.items())
+    calibration = Calibration(
+        good=combined[:n_good],
+        defect=combined[n_good:],
+        data=f"{folds}-fold out-of-fold scores of the {n_good} training goods (PatchCore part "
+        f"leave-one-image-out) and the {len(defect_a)} labelled defects ({types}) of "
+        f"{data.splits.root}; no validation or test images",
+        good_maps=good_maps,
+        map_threshold=centre,
+        defect_per_type=per_type,
+    )
+
+    def calibrate(_: ScoreFn) -> Calibration:
+        return calibration
+
+    pc = fitted.model
+    return Fitted(
+        model=model,
+        labels=labels,
+        what=f"hybrid: PatchCore ({backbone.describe_taps()}; memory bank {pc.bank_size} "
+        f"patches) + a logistic-regression head over {labels}; score = log-odds of a defect, "
+        f"the higher of the head's and the anomaly score's",
+        calibration=calibrate,
+        metrics={
+            "bank_size": pc.bank_size,
+            "cv_folds": folds,
+            "n_labelled_defects": len(defect_a),
+            "cv_image_auroc": auroc(y > 0, combined),
+            "anomaly_centre": centre,
+            "anomaly_width": width,
+        },
+    )
+
+
+STEP = FitStep(samples=all_samples, fit=fit)

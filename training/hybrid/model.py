@@ -1,0 +1,77 @@
+"""The hybrid model as one graph: PatchCore flags what it has never seen, a light supervised
+head learns the defect types that were labelled, and one score says how defective a part is.
+
+uint8 image [N, H, W, 3] -> PatchCore's patch features -> nearest-neighbour distances ->
+anomaly map and anomaly score `a` (exactly PatchCore's) ->
+descriptor: [mean and max of the patch features over the image, mean of the features of the
+most anomalous patches (what the suspicious region looks like), log a, log of the largest and
+of the mean patch distance] -> standardised linear head -> softmax = `probabilities` [N, C]
+(good first, then each labelled type).
+
+score = max(log(P(defect) / P(good)), (a - centre) / width): log-odds of a defect, from the
+head or from the anomaly score put on the same scale, whichever is higher (0 = even odds; a
+probability would round to 1.0 in float32 for clear defects and lose their order). `centre` is
+the anomaly score at the target false-reject rate on leave-one-out goods (odds 1:1 there: as
+defective as the good-only model's threshold), `width` puts the median good at odds 1:99
+(-4.6). A labelled type scores high through the head, an unseen one through the anomaly part.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.patchcore.model import PatchCore
+
+
+def describe(
+    feats: torch.Tensor, d: torch.Tensor, score: torch.Tensor, top_fraction: float
+) -> torch.Tensor:
+    """The head's input per image [N, 3C + 3] from patch features [N, C, h, w], their
+    nearest-neighbour distances [N, h, w] and the anomaly score [N]."""
+    n, c, h, w = feats.shape
+    flat = feats.reshape(n, c, h * w)
+    k = max(1, round(top_fraction * h * w))
+    worst = d.reshape(n, h * w).topk(k, dim=1).indices
+    top = flat.gather(2, worst.unsqueeze(1).expand(n, c, k)).mean(dim=2)
+    dist = d.reshape(n, h * w)
+    stats = torch.stack([score, dist.amax(dim=1), dist.mean(dim=1)], dim=1)
+    return torch.cat([flat.mean(dim=2), flat.amax(dim=2), top, stats.clamp_min(1e-6).log()], 1)
+
+
+class HybridModel(nn.Module):
+    """Image [N, H, W, 3] uint8 -> (score [N], anomaly_map [N, H, W], probabilities [N, C])."""
+
+    def __init__(
+        self,
+        patchcore: PatchCore,
+        head: nn.Linear,
+        centre: float,
+        width: float,
+        top_fraction: float,
+    ) -> None:
+        super().__init__()
+        self.patchcore = patchcore
+        self.head = head
+        self.top_fraction = top_fraction
+        self.centre: torch.Tensor
+        self.width: torch.Tensor
+        self.register_buffer("centre", torch.tensor(float(centre)))
+        self.register_buffer("width", torch.tensor(float(width)))
+
+    def anomaly_log_odds(self, score: torch.Tensor) -> torch.Tensor:
+        """The anomaly score on the log-odds scale (0 at `centre`)."""
+        return (score - self.centre) / self.width
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.patchcore.features(image)
+        d = self.patchcore.distances(feats)
+        anomaly, amap = self.patchcore.map_and_score(d)
+        logits = self.head(describe(feats, d, anomaly, self.top_fraction))
+        score = torch.maximum(defect_log_odds(logits), self.anomaly_log_odds(anomaly))
+        return score, amap, logits.softmax(dim=1)
+
+
+def defect_log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """log(P(any defect) / P(good)) from logits [N, C] with "good" first, without rounding."""
+    return torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]
