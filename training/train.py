@@ -11,6 +11,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,7 @@ from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
 from training.classifier import fit as classifier_fit
-from training.config import Kind, TrainConfig
+from training.config import TrainConfig
 from training.datasets import Sample, Splits, has_labelled_defects, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
@@ -127,8 +128,10 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
-    """kind=auto: hybrid when labelled defects are there to train on, else anomaly (always
-    anomaly when tiled)."""
+    """kind=auto: hybrid when labelled defects are there to train on: a `labelled` folder,
+    or defect folders in the data with at least `min_per_type` of each type in the training
+    split (its cross-validated threshold needs them); else anomaly; always anomaly when
+    tiled."""
     if config.kind != "auto":
         return config
     labelled = has_labelled_defects(data, config.labelled)
@@ -137,9 +140,24 @@ def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
             log.warning("kind: anomaly (tiled); the labelled defects are not trained on: "
                         "hybrid models are not tiled")
         return replace(config, kind="anomaly")
-    kind: Kind = "hybrid" if labelled else "anomaly"
-    log.info("kind: %s (labelled defects %s)", kind, "found" if labelled else "none")
-    return replace(config, kind=kind)
+    if not labelled:
+        log.info("kind: anomaly (no labelled defects)")
+        return replace(config, kind="anomaly")
+    hybrid = replace(config, kind="hybrid")
+    if config.labelled is not None:  # asked for by name: its problems are reported, not skipped
+        return hybrid
+    splits = load_splits(data, **hybrid.split_kwargs())  # file names only: cheap
+    per_type = Counter(s.label for s in splits.train if s.is_defect)
+    few = {t: n for t, n in sorted(per_type.items()) if n < config.hybrid.min_per_type}
+    if few or not per_type:
+        shown = ", ".join(f"{t}: {n}" for t, n in few.items()) or "none"
+        log.warning("kind: anomaly; too few labelled defects for a hybrid (%s in the training "
+                    "split; it needs %d of each type): pass --kind hybrid to be told exactly "
+                    "what is missing", shown, config.hybrid.min_per_type)
+        return replace(config, kind="anomaly")
+    log.info("kind: hybrid (labelled defects: %s)",
+             ", ".join(f"{t} {n}" for t, n in sorted(per_type.items())))
+    return hybrid
 
 
 def run_training(data: Path | str, out: Path | str, config: TrainConfig) -> TrainResult:

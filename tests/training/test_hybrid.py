@@ -174,6 +174,23 @@ def test_a_tiled_model_stays_anomaly_and_hybrid_is_never_tiled(hybrid_set: Path)
         TrainConfig.from_knobs({"tile": 448, "kind": "hybrid"})
 
 
+def test_auto_falls_back_to_anomaly_with_too_few_labelled_defects(tmp_path: Path,
+                                                                   hybrid_set: Path) -> None:
+    """One reviewed crack in train/crack/ is not enough for the hybrid's cross-validated
+    threshold: kind=auto trains the anomaly model instead of failing; an explicit --labelled
+    folder or --kind hybrid still gets the error that says what is missing."""
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        _save(tmp_path / "train" / "good", i, surface(rng, SIZE, gray=True))
+        _save(tmp_path / "test" / "good", i, surface(rng, SIZE, gray=True))
+    _save(tmp_path / "train" / "crack", 0, surface(rng, SIZE, gray=True))
+    assert has_labelled_defects(tmp_path)
+    assert resolve_kind(TrainConfig.from_knobs({}), tmp_path).kind == "anomaly"
+    assert resolve_kind(TrainConfig.from_knobs({}), hybrid_set).kind == "hybrid"
+    named = TrainConfig.from_knobs({"labelled": str(tmp_path / "train")})
+    assert resolve_kind(named, tmp_path).kind == "hybrid"
+
+
 def test_good_only_data_keeps_the_anomaly_default(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     _save(tmp_path / "train" / "good", 0, surface(rng, SIZE, gray=True))
