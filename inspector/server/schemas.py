@@ -74,6 +74,9 @@ class InspectResponse(BaseModel):
 class InspectionOut(BaseModel):
     id: str
     created_at: datetime
+    #: The edge node that judged the frame (INSPECTOR_NODE_ID): in a fleet, where its
+    #: sampled-pass evidence lives.
+    node: str
     line: str
     station: str
     part_id: str | None
@@ -91,7 +94,8 @@ class InspectionOut(BaseModel):
     @classmethod
     def of(cls, row: Inspection) -> InspectionOut:
         return cls(
-            id=row.id, created_at=row.created_at, line=row.line, station=row.station,
+            id=row.id, created_at=row.created_at, node=row.node, line=row.line,
+            station=row.station,
             part_id=row.part_id, verdict=row.verdict, score=row.score,  # type: ignore[arg-type]
             threshold=row.threshold, label=row.label,
             model=ModelRef(name=row.model_name, version=row.model_version),

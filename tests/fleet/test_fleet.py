@@ -124,7 +124,9 @@ def test_one_review_queue_across_the_fleet(fleet: Fleet, tmp_path: Path) -> None
         judged[node] = r.json()["id"]
     listed = fleet.call("n1", "GET", "/v1/inspections", role="reviewer",
                         params={"station": "s1", "verdict": "fail", "limit": 500}).json()
-    assert set(judged.values()) <= {i["id"] for i in listed["items"]}
+    by_id = {i["id"]: i for i in listed["items"]}
+    assert set(judged.values()) <= set(by_id)
+    assert {node: by_id[iid]["node"] for node, iid in judged.items()} == {"n2": "n2", "n3": "n3"}
     for node, iid in judged.items():
         for what in ("image", "heatmap"):
             own = fleet.call(node, "GET", f"/v1/inspections/{iid}/{what}", role="reviewer")
