@@ -51,15 +51,18 @@ class Calibration:
     defect_per_type: dict[str, int] | None = None
 
     def heatmap(self, threshold: float) -> HeatmapSpec:
-        """Blue at the median good pixel, red a quarter above the threshold, so a failing
-        region shows orange to red; fixed [0, 1] for maps that are probabilities."""
+        """Blue at the median good pixel; red from the threshold or the highest good pixel,
+        whichever is higher (the scale's top a quarter above it), so red marks only what no
+        good part reached. The threshold alone would paint goods' local peaks red when the
+        score is a mean over the map. Fixed [0, 1] for maps that are probabilities."""
         if self.good_maps is None:
             return HeatmapSpec(vmin=0.0, vmax=1.0)
         if self.map_threshold is not None:
             threshold = self.map_threshold
         values = np.asarray(self.good_maps, dtype=np.float64).ravel()
         vmin = float(np.median(values)) if values.size else 0.0
-        return HeatmapSpec(vmin=vmin, vmax=vmin + 1.25 * max(threshold - vmin, 1e-6))
+        red = max(threshold, float(values.max())) if values.size else threshold
+        return HeatmapSpec(vmin=vmin, vmax=vmin + 1.25 * max(red - vmin, 1e-6))
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,30 @@ def test_patchcore_distance_is_the_nearest_neighbour(lite0) -> None:  # type: ig
     assert torch.allclose(score, amap.flatten(1).max(dim=1).values)
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.25])
+def test_patchcore_score_is_the_mean_of_the_maps_top_fraction(lite0, fraction: float) -> None:  # type: ignore[no-untyped-def]
+    feats = PatchFeatures(lite0, pool=3)
+    cfg = PatchCoreConfig(sigma=2.0, score_top_fraction=fraction)
+    model = PatchCore(feats, torch.randn(50, feats.channels), (64, 64), cfg)
+    with torch.no_grad():
+        score, amap = model(torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8))
+    top = amap.flatten(1).sort(dim=1, descending=True).values[:, : round(fraction * 64 * 64)]
+    assert torch.allclose(score, top.mean(dim=1), rtol=1e-5)
+    assert (score < amap.flatten(1).max(dim=1).values).all()
+
+
+def test_heatmap_red_starts_above_every_good_pixel_and_the_threshold() -> None:
+    from training.fitting import Calibration
+
+    maps = np.full((3, 8, 8), 20.0)
+    maps[1, 2, 2] = 60.0  # a good part's local peak, above a mean-score threshold
+    cal = Calibration(good=np.array([20.0, 21.0, 20.5]), defect=None, data="t", good_maps=maps)
+    low, high = cal.heatmap(threshold=25.0), cal.heatmap(threshold=80.0)
+    red_from = [s.vmin + 0.8 * (s.vmax - s.vmin) for s in (low, high)]
+    assert low.vmin == 20.0 and red_from[0] == pytest.approx(60.0)
+    assert red_from[1] == pytest.approx(80.0)
+
+
 def test_classifier_outputs_probabilities_and_a_bounded_map(lite0) -> None:  # type: ignore[no-untyped-def]
     model = DefectClassifier(lite0, 3, (48, 64)).eval()
     with torch.no_grad():

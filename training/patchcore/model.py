@@ -4,7 +4,8 @@ uint8 image [N, H, W, 3] -> normalise -> backbone taps -> 3x3 local average (eac
 its neighbourhood) -> taps resized to the finest tap's grid and concatenated -> distance of
 every patch to its nearest neighbour in the memory bank (matrix-multiply form:
 |q|^2 - 2 q.m + |m|^2, then ReduceMin) -> map upsampled to the input size and Gaussian
-smoothed -> image score from the map (its maximum, or the mean of its top fraction).
+smoothed -> image score from the map (the mean of its top fraction, by default all of it:
+training/README.md, tail study).
 
 Fitting (the memory bank) lives in `training.patchcore.fit`; this module only holds the math.
 """
@@ -133,7 +134,9 @@ class PatchCore(nn.Module):
         amap = self.smooth(up.squeeze(1))
         flat = amap.flatten(1)
         frac = self.config.score_top_fraction
-        if frac > 0:
+        if frac >= 1:  # the whole map: a plain mean, no TopK over every pixel
+            score = flat.mean(dim=1)
+        elif frac > 0:
             k = max(1, round(frac * flat.shape[1]))
             score = flat.topk(k, dim=1).values.mean(dim=1)
         else:
