@@ -17,6 +17,8 @@ from typing import Any, Literal
 from training.errors import TrainingError
 
 Kind = Literal["auto", "anomaly", "classifier", "hybrid"]
+#: The image score of a tiled model by default: the mean of each tile map's top 10%.
+TILED_SCORE_TOP = 0.1
 Resize = Literal["stretch", "letterbox", "center_crop"]
 Color = Literal["auto", "rgb", "gray"]
 
@@ -311,6 +313,7 @@ class TrainConfig:
         """A config with `values` (knob name -> value, or its text from `--set`) applied."""
         config = cls()
         table = knobs()
+        given = set()
         for key, raw in values.items():
             name = key.strip().replace("-", "_")
             if name not in table:
@@ -319,6 +322,11 @@ class TrainConfig:
                 )
             path, spec = table[name]
             config = _set(config, path, parse_value(name, spec, raw))
+            given.add(name)
+        if config.tile and "score_top" not in given:
+            # A tile is mostly normal surface around a small defect: the whole-map mean that
+            # suits whole frames would dilute it, so tiles score their top 10% by default.
+            config = _set(config, ("patchcore", "score_top_fraction"), TILED_SCORE_TOP)
         _check_config(config)
         return config
 

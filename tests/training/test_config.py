@@ -37,3 +37,12 @@ def test_every_knob_has_help_and_defaults_are_reproducible() -> None:
     assert len(lines) == len(knobs()) and all(": " in line for line in lines)
     # The default stopping rule is epochs and patience: no wall-clock budget.
     assert TrainConfig().classifier.max_minutes is None
+
+
+def test_tiled_models_score_their_top_tenth_unless_told_otherwise() -> None:
+    """Whole frames score the whole map's mean (the tail study); a tile is mostly normal
+    surface around a small defect, so a tiled model keeps the top-10% score by default."""
+    assert TrainConfig.from_knobs({}).patchcore.score_top_fraction == 1.0
+    assert TrainConfig.from_knobs({"tile": 448}).patchcore.score_top_fraction == 0.1
+    told = TrainConfig.from_knobs({"tile": "448", "score_top": "1"})
+    assert told.patchcore.score_top_fraction == 1.0
