@@ -166,9 +166,13 @@ class Mosquitto:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
+        # Started as root, mosquitto drops to the `mosquitto` user, which cannot write the
+        # persistence file into a root-owned temporary folder: the sessions would be lost on
+        # a restart. `user root` keeps it as the user that started it (no effect otherwise).
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nautosave_interval 1\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\n{user}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
