@@ -56,6 +56,8 @@ class Result:
     copy_ms: float | None = None
     #: GPU memory this process held at the end of the run (nvidia-smi), in MiB.
     gpu_memory_mib: float | None = None
+    #: Server runs: answers that arrived after the measuring time ended (not counted).
+    late: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -268,12 +270,14 @@ async def _bench_server(
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     messages: dict[str, str] = {}
+    late = 0
     path = f"{parsed.path}/v1/inspect?station={quote(station)}&part_id=bench-"
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup_s
     stop_at = measure_from + seconds
 
     async def worker(w: int) -> None:
+        nonlocal late
         conn = _Connection(parsed.hostname or "", parsed.port or 80, (head + "\r\n").encode())
         i = w
         try:
@@ -296,6 +300,8 @@ async def _bench_server(
                     statuses[status] += 1
                     if status == "200":
                         latencies.append(ms)
+                elif loop.time() >= stop_at:
+                    late += 1
                 i += clients
         finally:
             await conn.close()
@@ -305,7 +311,8 @@ async def _bench_server(
     errors = {k: v for k, v in statuses.items() if k != "200"}
     p50, p95, p99 = percentiles(latencies) if latencies else (float("nan"),) * 3
     return Result(f"server, {clients} clients", ok, seconds, ok / seconds, p50, p95, p99,
-                  sum(errors.values()), errors, {k: messages.get(k, "") for k in errors})
+                  sum(errors.values()), errors, {k: messages.get(k, "") for k in errors},
+                  late=late)
 
 
 def bench_server(

@@ -29,6 +29,40 @@ def test_server_bench_counts_connection_failures() -> None:
         bench_server("https://example.invalid", [good_frame()], seconds=0.1)
 
 
+def test_answers_after_the_window_are_counted_as_late_not_as_images() -> None:
+    """A server slower than the measuring time: nothing measured, but the late answers are
+    counted so the CLI can say "give it longer" instead of blaming the server."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def slow_server() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                time.sleep(0.8)  # slower than the whole window
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                             b"Connection: close\r\n\r\n{}")
+
+    threading.Thread(target=slow_server, daemon=True).start()
+    try:
+        r = bench_server(f"http://127.0.0.1:{port}", [good_frame()], clients=1, seconds=0.3,
+                         warmup_s=0.0)
+    finally:
+        listener.close()
+    assert r.images == 0 and r.errors == 0 and r.late == 1
+
+
 def test_failures_name_each_status_with_its_count_and_reason() -> None:
     from inspector.bench import Result, failure_hint
 

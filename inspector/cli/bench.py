@@ -86,8 +86,12 @@ def bench(
         if run.images == 0:
             what = f"all {total} requests failed: {run.failures()}" if total else (
                 "no request was answered within the measuring time")
+            hint = b.failure_hint(run)
+            if not total and run.late:
+                what += f" ({run.late} answered after it ended)"
+                hint = f"give the server longer: --seconds {max(2 * seconds, 5):g}"
             raise fail(f"server bench at {server} (station {station}): {what}", code=1,
-                       hint=b.failure_hint(run))
+                       hint=hint)
         if run.errors:
             console.print(f"note: {run.errors} of {total} requests failed: {run.failures()}",
                           highlight=False, markup=False)
