@@ -1,4 +1,4 @@
-"""Per-station figures for the review pages: counts, yield, false-reject rate, and the score
+"""Per-station figures for the review pages: counts, yield, overturned fails, and the score
 distribution over time (a time x score histogram computed in the database, so a week of
 frames costs one GROUP BY, not a million rows in Python)."""
 
@@ -45,8 +45,10 @@ class StationStats:
         return self.passed / self.total if self.total else None
 
     @property
-    def false_reject_rate(self) -> float | None:
-        """Overturned fails / reviewed fails; None before any fail is reviewed."""
+    def overturn_rate(self) -> float | None:
+        """Overturned fails / reviewed fails (the share of fails that were good parts); None
+        before any fail is reviewed. Not the false-reject rate, whose denominator is goods:
+        see `reviewed_false_reject_rate` and `line_rates`."""
         return self.overturned / self.reviewed_fails if self.reviewed_fails else None
 
     @property

@@ -89,7 +89,7 @@ def test_station_stats_and_score_grid(db: Database) -> None:
     (s1,) = station_stats.station_stats(db, station="s1")
     assert (s1.total, s1.passed, s1.failed) == (50, 40, 10)
     assert s1.reviewed_fails == 5 and s1.overturned == 2 and s1.confirmed == 3
-    assert s1.yield_rate == 0.8 and s1.false_reject_rate == 0.4 and s1.escapes == 1
+    assert s1.yield_rate == 0.8 and s1.overturn_rate == 0.4 and s1.escapes == 1
     assert s1.last_seen == T0 + timedelta(minutes=49)
     # Against reviews: 3 confirmed + 1 escape reviewed defects; 2 overturned reviewed goods.
     assert (s1.reviewed, s1.reviewed_defects, s1.reviewed_goods) == (6, 4, 2)
@@ -101,7 +101,7 @@ def test_station_stats_and_score_grid(db: Database) -> None:
     assert [s.station for s in station_stats.station_stats(db)] == ["other", "s1"]
     late = station_stats.station_stats(db, since=T0 + timedelta(minutes=45), station="s1")
     assert late[0].total == 5
-    assert station_stats.StationStats("x").false_reject_rate is None
+    assert station_stats.StationStats("x").overturn_rate is None
 
     grid = station_stats.score_grid(db, "s1", None, None, time_bins=10, score_bins=8)
     assert grid is not None and grid.time_bins == 10

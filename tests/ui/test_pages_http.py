@@ -148,7 +148,7 @@ def test_station_page_numbers(ui_live: Live) -> None:
     assert float(metric(html, "yield")) == pytest.approx(0.6)
     assert metric(html, "reviewed") == "3"
     assert metric(html, "overturned") == "1" and metric(html, "confirmed") == "2"
-    assert float(metric(html, "frr")) == pytest.approx(1 / 3)
+    assert float(metric(html, "overturn-rate")) == pytest.approx(1 / 3)
     assert "33.3%" in html and "60.0%" in html
     assert 'data-testid="reviewed-rates"' in html and "review some passes" in html
     assert metric(html, "line-escape") == ""  # no pass reviewed yet: no line estimate
@@ -169,7 +169,7 @@ def test_station_page_numbers(ui_live: Live) -> None:
     assert f"/ui/stations/{station}" in overview
     empty = client.get("/ui/stations/never-seen")
     assert empty.status_code == 200 and metric(empty.text, "total") == "0"
-    assert metric(empty.text, "frr") == ""
+    assert metric(empty.text, "overturn-rate") == ""
     assert "No reviewed frames at this station" in empty.text
 
     history = httpx.get(f"{ui_live.url}/v1/reviews", params={"station": station,
