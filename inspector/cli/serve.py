@@ -91,11 +91,17 @@ def serve(
                          auth_enabled=False if no_auth else None)
     configure_logging(settings.log_level, settings.log_format)
     if settings.opcua_endpoint:
-        from inspector.opcua import OpcUaUnavailableError, require_asyncua
+        from inspector.opcua import (
+            OpcUaStartError,
+            OpcUaUnavailableError,
+            check_port_free,
+            require_asyncua,
+        )
 
         try:
             require_asyncua()
-        except OpcUaUnavailableError as exc:
+            check_port_free(settings.opcua_endpoint)
+        except (OpcUaUnavailableError, OpcUaStartError) as exc:
             raise fail(exc) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
                 access_log=settings.access_log, timeout_graceful_shutdown=10,

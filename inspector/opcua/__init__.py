@@ -8,8 +8,10 @@ a server without it starts as before. See README "OPC UA" for the namespace and 
 from __future__ import annotations
 
 import importlib.util
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from inspector.opcua.errors import OpcUaStartError, OpcUaUnavailableError
 from inspector.opcua.feed import StationUpdate, VerdictFeed
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from inspector.opcua.server import OpcUaServer
 
 __all__ = ["OpcUaStartError", "OpcUaUnavailableError", "StationUpdate", "VerdictFeed",
-           "require_asyncua", "start_opcua"]
+           "check_port_free", "require_asyncua", "start_opcua"]
 
 
 def require_asyncua() -> None:
@@ -28,6 +30,30 @@ def require_asyncua() -> None:
         raise OpcUaUnavailableError(
             "opcua_endpoint is set but the OPC UA library (asyncua) is not installed",
             hint="pip install 'inspector[opcua]', or unset opcua_endpoint")
+
+
+def check_port_free(endpoint: str) -> None:
+    """Raise OpcUaStartError when the endpoint's address cannot be bound (a port in use, an
+    address not on this machine): said in one line before the server starts, instead of the
+    OPC UA library's and the web server's tracebacks from inside the start."""
+    url = urlsplit(endpoint)
+    host, port = url.hostname or "", url.port or 0
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise OpcUaStartError(f"opcua_endpoint {endpoint}: cannot resolve {host!r} ({exc})",
+                              hint="give an address or host name of this machine") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise OpcUaStartError(
+                    f"opcua_endpoint {endpoint}: cannot listen on {address[0]} port {port} "
+                    f"({exc.strerror or exc})",
+                    hint="choose a free port (is another server using it?) or an address "
+                         "of this machine") from None
 
 
 def start_opcua(settings: Settings, feed: VerdictFeed, stations: list[str],
