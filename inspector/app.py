@@ -49,7 +49,7 @@ from inspector.server.routes import health, inspect, inspections, models, nodes,
 from inspector.server.routes import registry as registry_routes
 from inspector.server.service import InspectionService
 from inspector.settings import Settings, load_settings
-from inspector.store import deployments
+from inspector.store import artifact_blobs, deployments
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database, database_unavailable
 from inspector.store.packages import DatabasePackageStore
@@ -140,6 +140,9 @@ async def _retention_loop(services: Services) -> None:
         # files of frames whose records never committed (crash, failed commit)
         ("artifact orphan sweep", lambda: services.artifacts.sweep_orphans(services.db)),
     ]
+    if s.shares_storage:  # copies in the shared database, whichever node made them
+        jobs.append(("shared artifact expiry", lambda: artifact_blobs.expire(
+            services.db, timedelta(days=s.retention_days))))
     while True:
         for name, job in jobs:
             try:

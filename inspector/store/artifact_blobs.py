@@ -6,20 +6,24 @@ copied into `artifact_blobs` right after their record commits, off the answer's 
 then serves a part page or a dataset export from the database when the file is not on its
 own disk, even after the node that judged the frame is gone. Sampled passes stay local:
 copying them all would put the whole camera stream into the database. Retention removes the
-copies together with the files.
+copies together with the files; `expire` (run by every node's retention loop) removes copies
+older than the retention age whichever node made them, so those of a node that left the fleet
+go too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
+from inspector.core.names import utcnow
 from inspector.store.artifacts import ArtifactStore
 from inspector.store.db import Database
 from inspector.store.inspections import NewInspection
-from inspector.store.models import ArtifactBlob
+from inspector.store.models import ArtifactBlob, Inspection
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +53,24 @@ def read(db: Database, key: str) -> bytes | None:
     with db.session() as s:
         return s.scalar(select(ArtifactBlob.data).where(ArtifactBlob.key == key))
 
+
+
+def expire(db: Database, max_age: timedelta, chunk: int = 500) -> int:
+    """Delete the shared copies of frames judged more than `max_age` ago, by any node;
+    returns how many. In chunks, so a long backlog never holds one huge transaction."""
+    cutoff = utcnow() - max_age
+    removed = 0
+    while True:
+        old = (select(ArtifactBlob.key)
+               .join(Inspection, Inspection.id == ArtifactBlob.inspection_id)
+               .where(Inspection.created_at < cutoff).limit(chunk))
+        with db.session() as s:
+            keys = list(s.scalars(old))
+            if keys:
+                s.execute(delete(ArtifactBlob).where(ArtifactBlob.key.in_(keys)))
+        removed += len(keys)
+        if len(keys) < chunk:
+            break
+    if removed:
+        log.info("retention: removed %d shared artifact copies older than %s", removed, max_age)
+    return removed

@@ -156,6 +156,32 @@ def test_artifacts_paths_and_retention(db: Database, tmp_path: Path) -> None:
     assert not any(store.root.rglob(f"{recs[0].id}*"))
 
 
+def test_shared_copies_expire_by_age_whichever_node_made_them(
+        db: Database, tmp_path: Path) -> None:
+    """A node that left the fleet never runs its own retention again: any node's expiry
+    removes its old shared copies (and only the old ones, of every node)."""
+    from inspector.store import artifact_blobs
+    from inspector.store.models import ArtifactBlob
+
+    now = datetime.now(UTC)
+    recs = []
+    for node, age_days in (("gone", 40), ("gone", 2), ("here", 35), ("here", 1)):
+        store = ArtifactStore(tmp_path / node)
+        rec = make_record(verdict="fail", node=node, created_at=now - timedelta(days=age_days))
+        saved = store.save(rec.id, rec.created_at, b"i" * 100, "JPEG", b"h" * 50)
+        rec = replace(rec, image_key=saved.image_key, heatmap_key=saved.heatmap_key,
+                      artifact_bytes=saved.nbytes)
+        record_batch(db, [rec], [])
+        assert artifact_blobs.share(db, store, [rec]) == 2
+        recs.append(rec)
+    assert artifact_blobs.expire(db, timedelta(days=30), chunk=1) == 4  # several chunks
+    with db.session() as s:
+        left = set(s.scalars(select(ArtifactBlob.inspection_id)))
+    assert left == {recs[1].id, recs[3].id}
+    assert artifact_blobs.read(db, recs[1].image_key or "") == b"i" * 100
+    assert artifact_blobs.expire(db, timedelta(days=30)) == 0
+
+
 def test_artifacts_saved_for_a_group_flush(tmp_path: Path) -> None:
     """The server writes without per-file fsync and syncs the file system once per commit."""
     import sys
