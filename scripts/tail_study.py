@@ -55,6 +55,10 @@ class Features:
     fine: str = "avg"
     #: Scale each tap to the same mean patch norm before concatenating.
     balance: bool = False
+    #: Project patch features onto their first `pca` principal components (fitted on the
+    #: bank goods) before the bank and kNN: 0 keeps every channel. The kNN cost is linear in
+    #: the channels, so a projection pays for a larger input.
+    pca: int = 0
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:10]
@@ -186,7 +190,31 @@ class Study:
             rows = [r * s for r, s in zip(rows, scales, strict=True)]
         x = torch.cat(rows, dim=1)
         n, c, h, w = x.shape
-        return x.permute(0, 2, 3, 1).reshape(n, h * w, c), (h, w), scales or []
+        out = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        if feats.pca:
+            mean, basis = self._projection(feats, out if part == "train" else None)
+            out = (out - mean) @ basis
+        return out, (h, w), scales or []
+
+    def _projection(self, feats: Features, train: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and the first `feats.pca` principal axes of the bank goods' patches."""
+        f = self.cache / f"pca_{feats.key()}.pt"
+        if f.exists():
+            return torch.load(f)
+        if train is None:
+            raise RuntimeError("the projection is fitted on the train part first")
+        flat = train.reshape(-1, train.shape[-1]).double()
+        mean = flat.mean(0)
+        cov = ((flat - mean).T @ (flat - mean)) / (len(flat) - 1)
+        vals, vecs = torch.linalg.eigh(cov)
+        keep = vals.argsort(descending=True)[: feats.pca]
+        kept = float(vals[keep].sum() / vals.sum())
+        print(f"  PCA {feats.pca} of {flat.shape[1]} channels keeps {100 * kept:.1f}% of the "
+              "variance", flush=True)
+        out = (mean.float(), vecs[:, keep].float().contiguous())
+        torch.save(out, f)
+        return out
 
     def bank_order(self, feats: Features, bank: torch.Tensor, tag: str) -> np.ndarray:
         f = self.cache / f"coreset_{tag}_{feats.key()}.npy"

@@ -196,8 +196,13 @@ def read_card(path: Path) -> ModelCard:
         raise ModelPackageError(
             f"{path}: card.json is missing", hint="a model package needs model.onnx and card.json"
         )
+    return parse_card(path, path.read_bytes())
+
+
+def parse_card(path: Path, data: bytes) -> ModelCard:
+    """Validate a card's bytes (read once by the caller); errors name `path`."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelPackageError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inspector.core.card import ModelCard, read_card
+from inspector.core.card import ModelCard, parse_card
 from inspector.core.errors import ModelPackageError
 from inspector.core.runtime import (
     OnnxModel,
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
 REPORT_DIR = "report"
+SIGNATURE_FILE = "signature.json"
 
 #: The graph's input and outputs, by model kind, with each output's rank (the I/O contract:
 #: models/README.md). Export names its outputs from here and the checks compare by name.
@@ -77,6 +78,41 @@ class ModelPackage:
         return list(OUTPUT_NAMES[self.card.kind])
 
 
+@dataclass(frozen=True, repr=False)
+class PackageFiles:
+    """One read of a package's card, model and signature. The checksum, the signature check
+    and ONNX Runtime all use these bytes, so a file swapped on disk between the checks and the
+    load (by anyone who can write the models folder) is never what runs."""
+
+    root: Path
+    card: bytes
+    model: bytes
+    #: signature.json's bytes, None when the package has none.
+    signature: bytes | None
+
+    @property
+    def model_sha256(self) -> str:
+        return hashlib.sha256(self.model).hexdigest()
+
+
+def read_package_files(root: Path | str) -> PackageFiles:
+    """Read card.json, model.onnx and signature.json once (ModelPackageError when the folder
+    or a required file is missing)."""
+    root = require_folder(root)
+    card_path, model_path, sig_path = root / CARD_FILE, root / MODEL_FILE, root / SIGNATURE_FILE
+    if not model_path.is_file():
+        raise ModelPackageError(f"{model_path}: model.onnx is missing")
+    if not card_path.is_file():
+        raise ModelPackageError(f"{card_path}: card.json is missing",
+                                hint="a model package needs model.onnx and card.json")
+    try:
+        card, model = card_path.read_bytes(), model_path.read_bytes()
+        signature = sig_path.read_bytes() if sig_path.is_file() else None
+    except OSError as exc:
+        raise ModelPackageError(f"{root}: cannot read the package: {exc}") from exc
+    return PackageFiles(root, card, model, signature)
+
+
 def require_folder(root: Path | str) -> Path:
     """`root` as a Path, or ModelPackageError when it is not a folder."""
     root = Path(root)
@@ -87,14 +123,14 @@ def require_folder(root: Path | str) -> Path:
     return root
 
 
-def open_package(root: Path | str) -> ModelPackage:
-    """Read the card and verify the checksum; does not start a session."""
-    root = require_folder(root)
+def open_package(root: Path | str, files: PackageFiles | None = None) -> ModelPackage:
+    """Read the card and verify the checksum (of `files` when given, read once by the
+    caller); does not start a session."""
+    files = files or read_package_files(root)
+    root = files.root
     onnx_path = root / MODEL_FILE
-    if not onnx_path.is_file():
-        raise ModelPackageError(f"{onnx_path}: model.onnx is missing")
-    card = read_card(root / CARD_FILE)
-    actual = sha256_file(onnx_path)
+    card = parse_card(root / CARD_FILE, files.card)
+    actual = files.model_sha256
     if actual != card.onnx_sha256:
         raise ModelPackageError(
             f"{onnx_path}: sha256 {actual} does not match card.json onnx_sha256 {card.onnx_sha256}",
@@ -166,12 +202,16 @@ def check_outputs(package: ModelPackage, outputs: dict[str, np.ndarray], n: int)
 
 
 def load_model(
-    root: Path | str, options: RuntimeOptions | None = None
+    root: Path | str, options: RuntimeOptions | None = None, files: PackageFiles | None = None
 ) -> tuple[ModelPackage, OnnxModel]:
     """Verify a package fully (card, checksum, I/O contract, one real run) and return it with a
     warmed-up session. On TensorRT the engine is built here (or read from its cache), so a
-    load may take minutes, said in the log, and the first frame never waits for it."""
-    package = open_package(root)
+    load may take minutes, said in the log, and the first frame never waits for it.
+
+    The session is made from the very bytes whose checksum was verified (`files`, when the
+    caller also checked a signature on them; else read here once), never re-read from disk."""
+    files = files or read_package_files(root)
+    package = open_package(root, files)
     options = options or RuntimeOptions()
     card = package.card
     hw = (card.input.height, card.input.width)
@@ -182,7 +222,7 @@ def load_model(
                  card.ref, plan.engine_cache or "no cache")
     t0 = time.perf_counter()
     try:
-        session = open_session(package.onnx_path, options, plan)
+        session = open_session(package.onnx_path, options, plan, model_bytes=files.model)
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise ModelPackageError(f"{package.onnx_path}: ONNX Runtime cannot load it: {exc}") from exc
     check_io_contract(session, package)

@@ -21,7 +21,7 @@ import numpy as np
 from inspector.core import heatmap, images, tiles
 from inspector.core.card import InputSpec, ModelCard, TilingSpec
 from inspector.core.errors import ImageDecodeError
-from inspector.core.package import ModelPackage, load_model
+from inspector.core.package import ModelPackage, PackageFiles, load_model
 from inspector.core.preprocess import Geometry, prepare
 from inspector.core.runtime import OnnxModel, RuntimeOptions
 
@@ -85,8 +85,11 @@ class Detector:
         max_pixels: int = images.DEFAULT_MAX_PIXELS,
         *,
         limits: images.DecodeLimits | None = None,
+        files: PackageFiles | None = None,
     ) -> Detector:
-        package, model = load_model(root, options)
+        """Load a package; with `files` (read once, e.g. for a signature check), from those
+        bytes and not the disk again."""
+        package, model = load_model(root, options, files)
         return cls(package, model, max_pixels, limits=limits)
 
     def with_limits(self, limits: images.DecodeLimits) -> Detector:

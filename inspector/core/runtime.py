@@ -215,9 +215,15 @@ def plan_for(options: RuntimeOptions, model_sha256: str | None = None,
 
 
 def open_session(
-    path: Path, options: RuntimeOptions | None = None, plan: ProviderPlan | None = None
+    path: Path, options: RuntimeOptions | None = None, plan: ProviderPlan | None = None,
+    model_bytes: bytes | None = None,
 ) -> ort.InferenceSession:
-    """Create an ONNX Runtime session with quiet logs and the planned providers."""
+    """Create an ONNX Runtime session with quiet logs and the planned providers: from
+    `model_bytes` when given (the bytes the caller verified), else from `path`.
+
+    TensorRT keys its engine files by the model's path, so there the verified bytes are first
+    written into the model's engine cache folder (server-owned, keyed by the sha256) and the
+    session reads that copy."""
     options = options or RuntimeOptions()
     plan = plan or plan_for(options)
     if options.providers not in ("auto", plan.kind):
@@ -232,7 +238,16 @@ def open_session(
     spin = "1" if options.allow_spinning else "0"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    return ort.InferenceSession(str(path), sess_options=so, providers=plan.providers)
+    source: str | bytes = str(path)
+    if model_bytes is not None:
+        source = model_bytes
+        if plan.kind == "tensorrt" and plan.engine_cache is not None:
+            copy = plan.engine_cache / "model.onnx"
+            tmp = copy.with_name(f".model.onnx.{os.getpid()}.tmp")
+            tmp.write_bytes(model_bytes)
+            tmp.replace(copy)
+            source = str(copy)
+    return ort.InferenceSession(source, sess_options=so, providers=plan.providers)
 
 
 def load_onnx(

@@ -29,20 +29,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inspector.core.card import ModelCard, read_card
+from inspector.core.card import ModelCard, parse_card
 from inspector.core.errors import ModelPackageError
 from inspector.core.names import utcnow
 from inspector.core.package import (
     CARD_FILE,
-    MODEL_FILE,
+    SIGNATURE_FILE,
+    PackageFiles,
     open_package,
-    require_folder,
-    sha256_file,
+    read_package_files,
 )
 from inspector.core.signing_keys import key_id, raw_public_bytes
 from inspector.core.text import check_text
 
-SIGNATURE_FILE = "signature.json"
+__all__ = ["SIGNATURE_FILE", "PackageSignatureError", "SignatureDoc", "TrustPolicy",
+           "Verification", "sign_package", "verify_package"]
+
 FORMAT = "inspector-package-signature/1"
 ALGORITHM = "ed25519"
 #: signature.json is a few hundred bytes; anything far larger is not one.
@@ -69,11 +71,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _payload(card: ModelCard, card_path: Path, onnx_sha256: str) -> dict[str, str]:
-    """What a signature vouches for, as it is on disk now."""
+def _payload(card: ModelCard, card_path: Path, card_bytes: bytes, onnx_sha256: str
+             ) -> dict[str, str]:
+    """What a signature vouches for: the card as read (`card_bytes`) and the model's sha256."""
     try:
-        canonical = _canonical(json.loads(card_path.read_bytes()))
-    except (OSError, ValueError) as exc:  # read_card checked it a moment ago: a race
+        canonical = _canonical(json.loads(card_bytes))
+    except ValueError as exc:  # parse_card accepted these bytes: cannot happen
         raise ModelPackageError(f"{card_path}: cannot read it: {exc}") from exc
     return {"name": card.name, "version": card.version, "card_sha256": _sha256(canonical),
             "onnx_sha256": onnx_sha256}
@@ -110,8 +113,9 @@ def sign_package(root: Path, key: Ed25519PrivateKey, signer: str) -> SignatureDo
     """Sign a package (its card must be valid and its model must match the card) and write
     signature.json beside the card, atomically."""
     check_text(signer, "signer", max_length=SIGNER_MAX_CHARS)
-    package = open_package(root)
-    payload = _payload(package.card, package.card_path, package.card.onnx_sha256)
+    files = read_package_files(root)
+    package = open_package(root, files)
+    payload = _payload(package.card, package.card_path, files.card, package.card.onnx_sha256)
     public = key.public_key()
     body: dict[str, Any] = {
         "format": FORMAT, "algorithm": ALGORITHM, "key_id": key_id(public),
@@ -147,14 +151,9 @@ class _Damaged(Exception):
     """signature.json cannot be a signature (reported as status `invalid`)."""
 
 
-def _read_doc(path: Path) -> tuple[SignatureDoc, dict[str, Any]]:
+def _read_doc(data: bytes) -> tuple[SignatureDoc, dict[str, Any]]:
     """The parsed file and its raw JSON object (the signed bytes come from the raw form, so
     parsing can never change what is checked)."""
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise _Damaged(f"cannot read it: {exc.strerror or exc}") from exc
     if len(data) > MAX_FILE_BYTES:
         raise _Damaged(f"over {MAX_FILE_BYTES} bytes")
     try:
@@ -179,19 +178,22 @@ def _b64(value: str, size: int, what: str) -> bytes:
     return out
 
 
-def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> Verification:
-    """Check a package's signature.json against what is on disk and the trusted keys.
+def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey],
+                   files: PackageFiles | None = None) -> Verification:
+    """Check a package's signature.json against the package and the trusted keys: against
+    `files` when given (the bytes the caller will load), else read from disk here.
 
     Order: the file's own integrity (schema, key id, signature over its fields), then whether
     the package still matches what was signed, then trust. Raises ModelPackageError only when
-    the package itself is unreadable (not a folder, no card, no model)."""
-    path = require_folder(root) / SIGNATURE_FILE
-    if not path.is_file():
+    the package itself is unreadable (not a folder, no card, no model, an invalid card)."""
+    files = files or read_package_files(root)
+    path = files.root / SIGNATURE_FILE
+    if files.signature is None:
         return Verification("unsigned", f"{root}: not signed (no {SIGNATURE_FILE})",
                             hint=_SIGN_HINT)
     damaged_hint = f"re-sign it: {_SIGN_HINT}"
     try:
-        doc, raw = _read_doc(path)
+        doc, raw = _read_doc(files.signature)
     except _Damaged as exc:
         return Verification("invalid", f"{path}: not a valid signature file: {exc}",
                             hint=damaged_hint)
@@ -212,11 +214,8 @@ def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey]) -> Verif
         reason = str(exc) or "the signature does not verify: the file was edited or damaged"
         return replace(who, message=f"{path}: signature by {by} is invalid: {reason}",
                        hint=damaged_hint)
-    card = read_card(root / CARD_FILE)
-    model = root / MODEL_FILE
-    if not model.is_file():
-        raise ModelPackageError(f"{model}: model.onnx is missing")
-    now = _payload(card, root / CARD_FILE, sha256_file(model))
+    card = parse_card(files.root / CARD_FILE, files.card)
+    now = _payload(card, files.root / CARD_FILE, files.card, files.model_sha256)
     changed = [what for what, key in (("card", "card_sha256"), ("model.onnx", "onnx_sha256"))
                if now[key] != raw["payload"][key]]
     if changed:
@@ -242,11 +241,11 @@ class TrustPolicy:
     trusted: Mapping[str, Ed25519PublicKey]
     require_signed: bool = False
 
-    def check(self, root: Path) -> Verification:
-        """Verify the package's signature and raise PackageSignatureError when it is refused.
-        Runs before ONNX Runtime reads a byte of the model: an unaccepted file is never parsed.
-        """
-        v = verify_package(root, self.trusted)
+    def check(self, root: Path, files: PackageFiles | None = None) -> Verification:
+        """Verify the package's signature (on `files`, the bytes that will be loaded, when
+        given) and raise PackageSignatureError when it is refused. Runs before ONNX Runtime
+        reads a byte of the model: an unaccepted file is never parsed."""
+        v = verify_package(root, self.trusted, files)
         if v.status in ("tampered", "invalid"):
             raise PackageSignatureError(v.message, hint=v.hint)
         if self.require_signed and v.status in ("unsigned", "untrusted"):

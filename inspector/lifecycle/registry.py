@@ -22,6 +22,7 @@ from inspector.core.errors import InspectorError, ModelPackageError
 from inspector.core.images import DecodeLimits
 from inspector.core.names import ModelRef
 from inspector.core.package import CARD_FILE as _CARD
+from inspector.core.package import read_package_files
 from inspector.core.pipeline import Detector, Judgement, PreparedFrame
 from inspector.core.runtime import (
     ENGINE_CACHE_DIR,
@@ -134,10 +135,12 @@ class ModelRegistry:
     def open_verified(self, path: Path) -> tuple[Detector, Verification]:
         """Check the package's signature against the trust policy, then verify and load it
         (blocking). Raises InspectorError (ModelPackageError) for a refused package."""
-        signature = self.trust.check(path)
+        files = read_package_files(path)  # the signature is checked on what gets loaded
+        signature = self.trust.check(path, files)
         if signature.status == "untrusted":
             log.warning("%s (served: require_signed is off)", signature.message)
-        detector = Detector.load(path, self.runtime_options(), limits=self.decode_limits)
+        detector = Detector.load(path, self.runtime_options(), limits=self.decode_limits,
+                                 files=files)
         return detector, signature
 
     def load_package(self, path: Path) -> ServedModel:

@@ -22,7 +22,7 @@ import numpy as np
 
 from inspector.core.card import read_card
 from inspector.core.errors import ModelPackageError
-from inspector.core.package import CARD_FILE, ModelPackage
+from inspector.core.package import CARD_FILE, ModelPackage, read_package_files
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions
 from inspector.core.signing import TrustPolicy, Verification
@@ -122,8 +122,9 @@ def stage(
     if precheck is not None:
         card = read_card(root / CARD_FILE)
         precheck(card.name, card.version, card.onnx_sha256)
-    signature = trust.check(root) if trust is not None else None
-    detector = Detector.load(root, options, max_pixels)
+    files = read_package_files(root)  # the signature is checked on what gets loaded
+    signature = trust.check(root, files) if trust is not None else None
+    detector = Detector.load(root, options, max_pixels, files=files)
     smoke_ms = smoke_run(detector)
     return StagedPackage(workdir, root, detector, nbytes, smoke_ms, signature)
 

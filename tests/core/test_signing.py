@@ -235,3 +235,43 @@ def test_signing_refuses_a_broken_package_and_a_bad_signer(tiny_package: Path,
     with pytest.raises(ModelPackageError, match=r"does not match card.json"):
         sign_package(tiny_package, alice, "alice")
     assert not (tiny_package / SIGNATURE_FILE).exists()
+
+
+def test_a_model_swapped_on_disk_after_the_check_is_not_what_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone who can write the models folder swaps model.onnx for another graph right after
+    the server read the package (the race between checking and loading): the server runs
+    the bytes it checked, the signed model, not the file now on disk."""
+    import numpy as np
+    import onnx
+
+    from inspector.core.package import PackageFiles
+    from inspector.lifecycle import registry as registry_module
+    from inspector.lifecycle.registry import ModelRegistry
+    from tests.model_factory import brightness_graph
+
+    pair = generate_key_pair()
+    models = tmp_path / "models"
+    pkg = make_package(models, width=64, height=48)
+    sign_package(pkg, load_private_key(pair.private_pem, "k.pem"), "qa")
+    evil = tmp_path / "evil.onnx"
+    onnx.save(brightness_graph(48, 64, pool=1), evil)  # max pixel, not max 4x4 mean
+    read = registry_module.read_package_files
+
+    def read_then_swap(root: Path) -> PackageFiles:
+        files = read(root)
+        (Path(root) / "model.onnx").write_bytes(evil.read_bytes())
+        return files
+
+    monkeypatch.setattr(registry_module, "read_package_files", read_then_swap)
+    settings = Settings(models_dir=models, data_dir=tmp_path / "data", providers="cpu",
+                        trusted_keys=[pair.public_pem.decode()], require_signed=True)
+    detector, signature = ModelRegistry(settings).open_verified(pkg)
+    assert signature.trusted
+    assert (pkg / "model.onnx").read_bytes() == evil.read_bytes()  # the swap happened
+    frame = np.zeros((1, 48, 64, 3), dtype=np.uint8)
+    frame[0, 10, 10] = 255  # one bright pixel: 1/16 after the signed 4x4 mean, 1 after max
+    score = detector.model.run(frame)["score"][0]
+    assert score == pytest.approx(1 / 16)
+    with pytest.raises(PackageSignatureError, match=r"model\.onnx changed since signing"):
+        ModelRegistry(settings).open_verified(pkg)  # the next load reads the swapped file
