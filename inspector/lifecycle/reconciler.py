@@ -1,12 +1,14 @@
 """Bring the stations this node serves to the fleet's desired state, and say how it went.
 
 The desired state is the current rows of `station_deployments` (written by a deploy, promote
-or rollback on any node). Every `reconcile_s` seconds, and at once after a change made here,
-the reconciler compares it with what runs here; where they differ it asks the deployer to
-converge: fetch the package if this node lacks it, verify it, load and warm it up, then swap
-with the deployer's swap (frames already admitted finish on the old model). A model that
-cannot be loaded leaves the station on the model it had; the reason is reported in
-`node_stations` and retried after `retry_s` (or at once when the desired model changes).
+or rollback on any node). Every `reconcile_s` seconds, at once after a change made here, and
+on PostgreSQL at once after a change made on any node (LISTEN/NOTIFY,
+inspector.store.changes), the reconciler compares it with what runs here; where they differ
+it asks the deployer to converge: fetch the package if this node lacks it, verify it, load
+and warm it up, then swap with the deployer's swap (frames already admitted finish on the
+old model). A model that cannot be loaded leaves the station on the model it had; the reason
+is reported in `node_stations` and retried after `retry_s` (or at once when the desired
+model changes).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from inspector.core.errors import InspectorError
 from inspector.core.names import ModelRef, utcnow
 from inspector.lifecycle.deployer import Deployer
 from inspector.store import deployments, nodes
+from inspector.store.changes import ChangeListener
 from inspector.store.db import database_unavailable
 from inspector.store.nodes import StationOutcome
 
@@ -49,7 +52,25 @@ class Reconciler:
         self._wake.set()
 
     async def run(self) -> None:
-        """Reconcile for ever: every `reconcile_s` seconds or when poked."""
+        """Reconcile for ever: every `reconcile_s` seconds or when poked (by this node's
+        changes, and on PostgreSQL by any node's)."""
+        listener = None
+        if self.db.backend == "postgresql":
+            loop = asyncio.get_running_loop()
+
+            def heard(_station: str) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+                    loop.call_soon_threadsafe(self._wake.set)
+
+            listener = ChangeListener(self.db, heard)
+            listener.start()
+        try:
+            await self._loop()
+        finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
+
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:

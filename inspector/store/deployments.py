@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import desc, select, update
 
 from inspector.core.names import ModelRef, utcnow
+from inspector.store import changes as changes_module
 from inspector.store.db import Database
 from inspector.store.models import ModelVersion, StationDeployment
 
@@ -106,6 +107,7 @@ def apply(
                 s.add(StationDeployment(station=station, mode=mode, model_name=target.name,
                                         model_version=target.version, deployed_at=now,
                                         deployed_by=deployed_by))
+        changes_module.notify(s, station)  # every node hears of it when this commits
 
 
 def previous_active(db: Database, station: str) -> ModelRef | None:

@@ -5,6 +5,7 @@ why."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tarfile
 from pathlib import Path
@@ -126,3 +127,46 @@ def test_packing_is_reproducible(tmp_path: Path) -> None:
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as tf:
         assert sorted(tf.getnames()) == ["card.json", "model.onnx", "report"]
+
+
+def test_a_change_made_elsewhere_reaches_the_node_without_waiting_for_its_poll(
+        db: Database, tmp_path: Path) -> None:
+    """On PostgreSQL a deploy written by another node is heard at once (LISTEN/NOTIFY): with
+    a one-hour poll the node still runs the new model within seconds."""
+    import time
+
+    if db.backend != "postgresql":
+        import pytest
+
+        pytest.skip("change notifications are PostgreSQL's (one SQLite node polls itself)")
+    deployer, fleet = node(db, tmp_path)
+    deployer.settings = deployer.settings.model_copy(update={"reconcile_s": 3600.0})
+    register(db, make_package(tmp_path / "build", version="4"), fleet)
+    other = Database(db.url)  # another node's connection
+
+    async def scenario() -> float:
+        deployer.registry.start()
+        reconciler = Reconciler(deployer)
+        task = asyncio.create_task(reconciler.run())
+        try:
+            await asyncio.sleep(1.0)  # the first pass, and the listener connects
+            assert deployer.registry.stations["s1"] == "tiny:1"
+            t0 = time.monotonic()
+            await asyncio.to_thread(deployments.apply, other, "s1", "elsewhere",
+                                    {"active": ModelRef("tiny", "4")})
+            while deployer.registry.stations["s1"] != "tiny:4":
+                assert time.monotonic() - t0 < 30, "the change was not heard"
+                await asyncio.sleep(0.05)
+            return time.monotonic() - t0
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await deployer.stop()
+            await deployer.registry.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        other.dispose()
+    assert outcome(db) == ("tiny:4", "tiny:4", True, None)
