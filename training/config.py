@@ -70,6 +70,17 @@ class PatchCoreConfig:
             name="score_top",
         ),
     )
+    #: Principal axes of the training goods' patch features the memory bank and the search
+    #: keep: the low-variance rest is mostly noise that decided the goods' tail (tail study,
+    #: training/README.md), and the nearest-neighbour search costs in proportion to it.
+    pca: int = field(
+        default=192,
+        metadata=knob(
+            "keep this many principal components of the patch features for the memory bank "
+            "and the nearest-neighbour search (0 = every channel)",
+            low=0,
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,38 @@ def test_patchcore_distance_is_the_nearest_neighbour(lite0) -> None:  # type: ig
     assert torch.allclose(score, amap.flatten(1).max(dim=1).values)
 
 
+def test_principal_axes_keep_the_variance_and_the_distances() -> None:
+    from training.patchcore.fit import principal_axes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 3)) @ rng.normal(size=(3, 16)) + 1e-3 * rng.normal(size=(5000, 16))
+    t = torch.from_numpy(x.astype(np.float32))
+    axes = principal_axes(t, 3)
+    assert axes is not None and axes.shape == (16, 3)
+    assert torch.allclose(axes.T @ axes, torch.eye(3), atol=1e-4)
+    full, kept = torch.cdist(t[:20], t[20:40]), torch.cdist(t[:20] @ axes, t[20:40] @ axes)
+    assert torch.allclose(full, kept, atol=0.01)  # the dropped axes held only the noise
+    two = principal_axes(t, 2)
+    assert two is not None and not torch.allclose(full, torch.cdist(t[:20] @ two, t[20:40] @ two),
+                                                  atol=0.01)
+    assert principal_axes(t, 0) is None and principal_axes(t, 16) is None
+
+
+def test_projected_patchcore_searches_in_the_kept_axes(lite0) -> None:  # type: ignore[no-untyped-def]
+    feats = PatchFeatures(lite0, pool=3)
+    projection = torch.linalg.qr(torch.randn(feats.channels, 24)).Q
+    bank = torch.randn(200, 24)
+    model = PatchCore(feats, bank, (64, 64), PatchCoreConfig(sigma=0), projection)
+    image = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        d = model.patch_distances(image)
+        f = feats(image).permute(0, 2, 3, 1).reshape(-1, feats.channels) @ projection
+    brute = torch.cdist(f.double(), bank.double()).min(dim=1).values.reshape(d.shape)
+    assert torch.allclose(d.double(), brute, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match=r"memory bank must be \[M, 24\]"):
+        PatchCore(feats, torch.randn(10, feats.channels), (64, 64), PatchCoreConfig(), projection)
+
+
 @pytest.mark.parametrize("fraction", [1.0, 0.25])
 def test_patchcore_score_is_the_mean_of_the_maps_top_fraction(lite0, fraction: float) -> None:  # type: ignore[no-untyped-def]
     feats = PatchFeatures(lite0, pool=3)

@@ -33,6 +33,30 @@ def extract_patches(
     return torch.cat(maps)
 
 
+#: Patches a principal-axes fit looks at, at most (a random sample beyond that: the axes of
+#: a few hundred thousand patches are those of all of them, and the sum stays quick).
+PCA_SAMPLE = 200_000
+
+
+def principal_axes(patches: torch.Tensor, keep: int, seed: int = 0) -> torch.Tensor | None:
+    """[C, keep]: the first `keep` principal axes of patch features [P, C] (float64 sums);
+    None when `keep` is 0 or not below C (nothing to drop)."""
+    c = patches.shape[1]
+    if keep <= 0 or keep >= c:
+        return None
+    if len(patches) > PCA_SAMPLE:
+        rows = np.random.default_rng(seed).choice(len(patches), PCA_SAMPLE, replace=False)
+        patches = patches[torch.from_numpy(np.sort(rows))]
+    x = patches.to(torch.float64)
+    x = x - x.mean(dim=0)
+    values, vectors = torch.linalg.eigh(x.T @ x)
+    order = values.argsort(descending=True)[:keep]
+    kept = float(values[order].sum() / values.sum())
+    log.info("patch features: %d of %d principal axes keep %.1f%% of the variance", keep, c,
+             100 * kept)
+    return vectors[:, order].to(torch.float32).contiguous()
+
+
 def bank_size(n_patches: int, cfg: CoresetConfig) -> int:
     size = round(cfg.fraction * n_patches)
     return int(min(n_patches, max(cfg.min_size, min(cfg.max_size, size))))
@@ -73,6 +97,9 @@ def bank_from_patches(
 ) -> FittedPatchCore:
     """The PatchCore model from the good images' patch features [N, h, w, C]."""
     patches = maps.reshape(-1, maps.shape[-1])
+    projection = principal_axes(patches, config.pca, seed)
+    if projection is not None:  # the bank, its coreset and the search in the kept axes
+        patches = patches @ projection
     n = bank_size(len(patches), coreset)
     taps = features.backbone.describe_taps()
     log.info("memory bank: %d of %d patches (%s)", n, len(patches), taps)
@@ -87,7 +114,7 @@ def bank_from_patches(
     bank = patches[chosen].clone()
     per_image = maps.shape[1] * maps.shape[2]
     h, w = input_hw
-    model = PatchCore(features, bank, (h, w), config).eval()
+    model = PatchCore(features, bank, (h, w), config, projection).eval()
     return FittedPatchCore(model, chosen // per_image)
 
 
@@ -150,10 +177,16 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     return Fitted(
         model=model,
         labels=["good", "defect"],
-        what=f"PatchCore ({backbone.describe_taps()}; memory bank {model.bank_size} patches)",
+        what=f"PatchCore ({backbone.describe_taps()}; {_axes(model)}memory bank "
+             f"{model.bank_size} patches)",
         calibration=calibration,
         metrics={"bank_size": model.bank_size},
     )
+
+
+def _axes(model: PatchCore) -> str:
+    p = model.projection
+    return "" if p is None else f"{p.shape[1]} of {p.shape[0]} principal axes; "
 
 
 STEP = FitStep(samples=_good_samples, fit=fit)

@@ -1,7 +1,8 @@
 """PatchCore (Roth et al., 2022) as a plain module: the whole inference path is one graph.
 
 uint8 image [N, H, W, 3] -> normalise -> backbone taps -> 3x3 local average (each patch sees
-its neighbourhood) -> taps resized to the finest tap's grid and concatenated -> distance of
+its neighbourhood) -> taps resized to the finest tap's grid and concatenated -> projected
+onto the training goods' first principal axes (`pca`) -> distance of
 every patch to its nearest neighbour in the memory bank (matrix-multiply form:
 |q|^2 - 2 q.m + |m|^2, then ReduceMin) -> map upsampled to the input size and Gaussian
 smoothed -> image score from the map (the mean of its top fraction, by default all of it:
@@ -65,12 +66,22 @@ class PatchCore(nn.Module):
         memory_bank: torch.Tensor,
         input_hw: tuple[int, int],
         config: PatchCoreConfig,
+        projection: torch.Tensor | None = None,
     ) -> None:
+        """`projection` [C, d]: patch features are multiplied by it before the search (the
+        bank holds projected features, [M, d])."""
         super().__init__()
-        if memory_bank.ndim != 2 or memory_bank.shape[1] != features.channels:
+        width = features.channels if projection is None else int(projection.shape[1])
+        if projection is not None and projection.shape[0] != features.channels:
+            raise ValueError(f"projection must be [{features.channels}, d], got "
+                             f"{tuple(projection.shape)}")
+        if memory_bank.ndim != 2 or memory_bank.shape[1] != width:
             raise ValueError(
-                f"memory bank must be [M, {features.channels}], got {tuple(memory_bank.shape)}"
+                f"memory bank must be [M, {width}], got {tuple(memory_bank.shape)}"
             )
+        self.projection: torch.Tensor | None
+        self.register_buffer(
+            "projection", None if projection is None else projection.to(torch.float32))
         self.features = features
         self.input_hw = input_hw
         self.config = config
@@ -108,7 +119,10 @@ class PatchCore(nn.Module):
         """`patch_distances` from patch features [N, C, h, w] already computed (the hybrid
         model pools the same features for its head)."""
         n, c, h, w = feats.shape
-        q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c) - self.centre
+        q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        if self.projection is not None:
+            q = q @ self.projection
+        q = q - self.centre
         partial = q @ self.bank_t_neg2 + self.bank_sq
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
