@@ -17,23 +17,26 @@ spread by ONNX Runtime over both cores instead.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inspector.core import images, tiles
 from inspector.core.card import TilingSpec, read_card, write_card
-from inspector.core.package import CARD_FILE
+from inspector.core.package import CARD_FILE, INPUT_NAME
 from inspector.core.pipeline import Detector
 from inspector.core.runtime import RuntimeOptions, plan_threads
 
@@ -93,6 +96,28 @@ def stages(detector: Detector, data: bytes) -> dict[str, tuple[float, float]]:
             "judge_bytes": total_ms}
 
 
+def op_times(model: Path, batch: np.ndarray, repeat: int) -> list[tuple[str, float]]:
+    """Milliseconds per tile of each ONNX operator type (ONNX Runtime's profiler, 1 thread,
+    no spinning), largest first: MatMul and ReduceMin are the nearest-neighbour search, Conv
+    mostly the backbone (and the map's smoothing)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "bench_tiles_ops")
+    session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    for _ in range(repeat + 1):
+        session.run(None, {INPUT_NAME: batch})
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    totals: Counter[str] = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            totals[e["args"]["op_name"]] += e["dur"] / 1000 / (repeat + 1) / len(batch)
+    return totals.most_common()
+
+
 def bank_size(detector: Detector) -> str:
     """The memory bank's size as the card records it ('?' for other models)."""
     value = detector.card.metrics.get("bank_size")
@@ -116,6 +141,8 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=0,
                     help="chunks of a frame run at once (0: cores / threads)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ops", action="store_true",
+                    help="also ms per tile of each operator type (profiler, 1 thread)")
     args = ap.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))[: args.cores]
@@ -134,6 +161,13 @@ def main() -> None:
             sys.exit(f"{args.model} is not tiled: pass --tile SOURCE_PIXELS")
         stages(detector, data)  # warm-up
         runs = [stages(detector, data) for _ in range(args.repeat)]
+        if args.ops:
+            header = detector.probe(data)
+            decoded = images.decode(data, target_size=detector.decode_target(header),
+                                    header=header)
+            _, tiles_in = tiles.cut_frame(decoded.rgb, decoded.reduction, detector.tiling,
+                                          detector.card.input)
+            ops = op_times(model / "model.onnx", tiles_in[: options.max_batch], args.repeat)
     header = detector.probe(data)
     print(f"{detector.card.ref}: {header.width}x{header.height} {header.format}, "
           f"{detector.tile_grid(header).count} tiles of {detector.tiling.tile_width} px -> "
@@ -145,6 +179,12 @@ def main() -> None:
         wall = statistics.median(r[key][0] for r in runs)
         cpu = statistics.median(r[key][1] for r in runs)
         print(f"{key:>12}: {wall:9.1f}  {cpu:9.1f}")
+    if args.ops:
+        total = sum(ms for _, ms in ops)
+        print(f"operators, wall ms per tile on one thread ({total:.1f} in all; under load "
+              "read the shares):")
+        for name, ms in ops[:6]:
+            print(f"{name:>13}: {ms:8.2f}  {100 * ms / total:4.0f} %")
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) on {os.cpu_count()} cores: "
           "other processes slow the wall clock, the CPU time much less")
