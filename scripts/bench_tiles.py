@@ -9,30 +9,36 @@ stitch) and end to end through `Detector.judge_bytes`, on a chosen number of CPU
 224-px PatchCore package from `inspector train` or scripts/make_bench_model.py can be timed.
 The frame is a synthetic 2592 x 1944 (5 MP) textured JPEG unless `--frame` names a file.
 Stages run one after another with the same functions the Detector uses; figures are medians.
+Threads follow the server's CPU plan (`plan_threads`: one intra-op thread per call, one frame's
+chunks of tiles on every core at once); `--threads 2 --lanes 1` times one call at a time
+spread by ONNX Runtime over both cores instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inspector.core import images, tiles
 from inspector.core.card import TilingSpec, read_card, write_card
-from inspector.core.package import CARD_FILE
+from inspector.core.package import CARD_FILE, INPUT_NAME
 from inspector.core.pipeline import Detector
-from inspector.core.runtime import RuntimeOptions
+from inspector.core.runtime import RuntimeOptions, plan_threads
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0) -> bytes:
@@ -72,8 +78,8 @@ def stages(detector: Detector, data: bytes) -> dict[str, tuple[float, float]]:
         data, target_size=detector.decode_target(header), header=header))
     (grid, batch), tiles_ms = timed(
         lambda: tiles.cut_frame(decoded.rgb, decoded.reduction, tiling, spec))
-    outs, infer_ms = timed(lambda: [detector.model.run(batch[i : i + step])
-                                    for i in range(0, len(batch), step)])
+    outs, infer_ms = timed(lambda: list(detector.model.run_chunks(
+        batch[i : i + step] for i in range(0, len(batch), step))))
 
     def stitch() -> np.ndarray:
         stitcher = tiles.Stitcher(grid)
@@ -90,6 +96,34 @@ def stages(detector: Detector, data: bytes) -> dict[str, tuple[float, float]]:
             "judge_bytes": total_ms}
 
 
+def op_times(model: Path, batch: np.ndarray, repeat: int) -> list[tuple[str, float]]:
+    """Milliseconds per tile of each ONNX operator type (ONNX Runtime's profiler, 1 thread,
+    no spinning), largest first: MatMul and ReduceMin are the nearest-neighbour search, Conv
+    mostly the backbone (and the map's smoothing)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "bench_tiles_ops")
+    session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    for _ in range(repeat + 1):
+        session.run(None, {INPUT_NAME: batch})
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    totals: Counter[str] = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            totals[e["args"]["op_name"]] += e["dur"] / 1000 / (repeat + 1) / len(batch)
+    return totals.most_common()
+
+
+def bank_size(detector: Detector) -> str:
+    """The memory bank's size as the card records it ('?' for other models)."""
+    value = detector.card.metrics.get("bank_size")
+    return str(int(value)) if isinstance(value, int | float) else "?"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a model package folder")
@@ -99,8 +133,16 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=2592)
     ap.add_argument("--height", type=int, default=1944)
     ap.add_argument("--cores", type=int, default=2, help="CPU cores to run on (affinity)")
-    ap.add_argument("--max-batch", type=int, default=8, help="tiles per ONNX Runtime call")
+    ap.add_argument("--max-batch", type=int, default=0,
+                    help="tiles per ONNX Runtime call (0: the server's plan, 8 on a CPU)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="intra-op threads per call (0: the server's plan, 1 per core; each "
+                         "frame's chunks then run on every core at once)")
+    ap.add_argument("--lanes", type=int, default=0,
+                    help="chunks of a frame run at once (0: cores / threads)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ops", action="store_true",
+                    help="also ms per tile of each operator type (profiler, 1 thread)")
     args = ap.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))[: args.cores]
@@ -109,26 +151,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = tiled_copy(args.model, args.tile, args.overlap, Path(tmp)) if args.tile \
             else args.model
-        # No spinning threads, as the server runs (INSPECTOR_ORT_SPINNING=false).
-        options = RuntimeOptions(providers="cpu", intra_op_threads=len(cores),
-                                 max_batch=args.max_batch, allow_spinning=False)
+        # The server's CPU plan for these cores, without spinning threads (its default).
+        plan = plan_threads(len(cores), intra_op_threads=args.threads, max_batch=args.max_batch)
+        options = RuntimeOptions(providers="cpu", intra_op_threads=plan.intra_op_threads,
+                                 max_batch=plan.max_batch, allow_spinning=False,
+                                 chunk_lanes=args.lanes)
         detector = Detector.load(model, options)
         if detector.tiling is None:
             sys.exit(f"{args.model} is not tiled: pass --tile SOURCE_PIXELS")
         stages(detector, data)  # warm-up
         runs = [stages(detector, data) for _ in range(args.repeat)]
+        if args.ops:
+            header = detector.probe(data)
+            decoded = images.decode(data, target_size=detector.decode_target(header),
+                                    header=header)
+            _, tiles_in = tiles.cut_frame(decoded.rgb, decoded.reduction, detector.tiling,
+                                          detector.card.input)
+            ops = op_times(model / "model.onnx", tiles_in[: options.max_batch], args.repeat)
     header = detector.probe(data)
     print(f"{detector.card.ref}: {header.width}x{header.height} {header.format}, "
           f"{detector.tile_grid(header).count} tiles of {detector.tiling.tile_width} px -> "
-          f"{detector.card.input.width} px, {len(cores)} core(s), max_batch {args.max_batch}, "
-          f"median of {args.repeat}")
+          f"{detector.card.input.width} px, memory bank {bank_size(detector)}, {len(cores)} "
+          f"core(s): {detector.model.chunk_lanes} chunk(s) of up to {options.max_batch} tiles "
+          f"at once, {options.intra_op_threads} thread(s) each; median of {args.repeat}")
     print(f"{'':>12}  {'wall ms':>9}  {'CPU ms':>9}  (per frame; CPU: all threads together)")
     for key in runs[0]:
         wall = statistics.median(r[key][0] for r in runs)
         cpu = statistics.median(r[key][1] for r in runs)
         print(f"{key:>12}: {wall:9.1f}  {cpu:9.1f}")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other processes "
-          "slow the wall clock, the CPU time much less")
+    if args.ops:
+        total = sum(ms for _, ms in ops)
+        print(f"operators, wall ms per tile on one thread ({total:.1f} in all; under load "
+              "read the shares):")
+        for name, ms in ops[:6]:
+            print(f"{name:>13}: {ms:8.2f}  {100 * ms / total:4.0f} %")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) on {os.cpu_count()} cores: "
+          "other processes slow the wall clock, the CPU time much less")
 
 
 if __name__ == "__main__":

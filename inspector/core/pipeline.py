@@ -147,8 +147,8 @@ class Detector:
         its tiles and maps for a tiled model (`tiles.tile_bytes`)."""
         estimate = images.memory_estimate(header, nbytes, self.decode_target(header))
         if self.tiling is not None:
-            estimate += tiles.tile_bytes(self.tile_grid(header), self.card.input,
-                                         self.model.options.max_batch)
+            in_flight = self.model.options.max_batch * self.model.chunk_lanes
+            estimate += tiles.tile_bytes(self.tile_grid(header), self.card.input, in_flight)
         return estimate
 
     def prepare_bytes(
@@ -221,16 +221,17 @@ class Detector:
         return results
 
     def _infer_tiled(self, frames: Sequence[PreparedFrame]) -> list[Judgement]:
-        """Every tile of every frame, in chunks of max_batch (each chunk's maps stitched before
-        the next runs, so only one chunk of maps is held); score = the maximum over a frame's
-        tiles, map = the stitched map (`tiles.Stitcher`)."""
+        """Every tile of every frame, in chunks of max_batch, several chunks at once on a CPU
+        (`OnnxModel.run_chunks`: one frame's tiles keep every core busy); each chunk's maps
+        are stitched as it comes back, so only the chunks in flight hold maps. Score = the
+        maximum over a frame's tiles, map = the stitched map (`tiles.Stitcher`)."""
         rows = [(n, i) for n, f in enumerate(frames) for i in range(len(f.model_input))]
         stitchers = [tiles.Stitcher(_grid(f)) for f in frames]
         step = max(1, self.model.options.max_batch)
+        chunks = [rows[start : start + step] for start in range(0, len(rows), step)]
+        batches = (np.stack([frames[n].model_input[i] for n, i in chunk]) for chunk in chunks)
         t0 = time.perf_counter()
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            out = self.model.run(np.stack([frames[n].model_input[i] for n, i in chunk]))
+        for chunk, out in zip(chunks, self.model.run_chunks(batches), strict=True):
             for k, (n, i) in enumerate(chunk):
                 stitchers[n].add(i, out["anomaly_map"][k], float(out["score"][k]))
         per_frame_ms = (time.perf_counter() - t0) * 1000 / len(frames)

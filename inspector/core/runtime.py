@@ -13,6 +13,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +40,24 @@ ENGINE_CACHE_DIR = "tensorrt-engines"
 
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask, which containers narrow)."""
+    return len(_affinity()) or os.cpu_count() or 1
+
+
+def _affinity() -> set[int]:
     try:
-        return len(os.sched_getaffinity(0))
+        return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return set()
+
+
+def _widen_affinity(cores: frozenset[int]) -> None:
+    """Let the calling thread run on every core in `cores` (a thread starts with the mask of
+    the thread that started it)."""
+    if cores:
+        try:
+            os.sched_setaffinity(0, cores)
+        except OSError as exc:
+            log.debug("could not widen a chunk thread's affinity: %s", exc)
 
 
 class CorePinner:
@@ -132,6 +149,11 @@ class RuntimeOptions:
     trt_fp16: bool = True
     #: Batches through I/O binding; None: on the CUDA and TensorRT providers only.
     io_binding: bool | None = None
+    #: How many chunks of one frame's tiles (`OnnxModel.run_chunks`) run at once. 0: on the
+    #: CPU, the cores this process may use over `intra_op_threads` (2 on 2 cores with the
+    #: server's 1 thread per call), 1 when `intra_op_threads` is 0 (each call already spreads
+    #: over every core) and on a GPU.
+    chunk_lanes: int = 0
 
 
 @dataclass
@@ -174,6 +196,13 @@ class OnnxModel:
     #: Set when batches go through I/O binding (on a GPU provider, or when asked for).
     runner: BoundRunner | None = None
     stats: RunStats = field(default_factory=RunStats)
+    _lanes_pool: ThreadPoolExecutor | None = field(default=None, repr=False, compare=False)
+    _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                        compare=False)
+    #: The cores this process could use when the model was loaded: threads that run chunks
+    #: get all of them back (a pinned server worker that starts one would pass its one core on).
+    _cores: frozenset[int] = field(default_factory=lambda: frozenset(_affinity()), repr=False,
+                                   compare=False)
 
     @property
     def provider(self) -> str:
@@ -190,6 +219,48 @@ class OnnxModel:
             return self._run_once(batch)
         parts = [self._run_once(batch[i : i + step]) for i in range(0, n, step)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @property
+    def chunk_lanes(self) -> int:
+        """How many chunks `run_chunks` runs at once (`RuntimeOptions.chunk_lanes`)."""
+        opts = self.options
+        if opts.chunk_lanes > 0:
+            return opts.chunk_lanes
+        if self.kind != "cpu" or self.runner is not None or opts.intra_op_threads <= 0:
+            return 1
+        cores = len(self._cores) or os.cpu_count() or 1
+        return max(1, cores // opts.intra_op_threads)
+
+    def run_chunks(self, chunks: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Run batches (each at most max_batch) and yield their outputs in order, up to
+        `chunk_lanes` of them at once: one large frame's tiles then keep every core busy even
+        where each call has one thread (the server's CPU plan), and at most that many chunks'
+        outputs are held at a time."""
+        lanes = self.chunk_lanes
+        if lanes <= 1:
+            for batch in chunks:
+                yield self.run(batch)
+            return
+        pool = self._pool(lanes)
+        pending: deque[Future[dict[str, np.ndarray]]] = deque()
+        try:
+            for batch in chunks:
+                if len(pending) >= lanes:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(self.run, batch))
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # the caller stopped early or a chunk failed
+                future.cancel()
+
+    def _pool(self, lanes: int) -> ThreadPoolExecutor:
+        with self._lanes_lock:
+            if self._lanes_pool is None:
+                self._lanes_pool = ThreadPoolExecutor(
+                    max_workers=lanes, thread_name_prefix="tile-chunks",
+                    initializer=_widen_affinity, initargs=(self._cores,))
+            return self._lanes_pool
 
     def _run_once(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.runner is not None:

@@ -5,9 +5,9 @@ is covered by a grid of tiles of that size, spread evenly along each axis so tha
 overlap by at least `overlap` of a tile and the first and last tiles lie flush with the frame's
 edges (edge tiles are shifted inward, never padded). A frame narrower or shorter than a tile
 gets one tile along that axis, clipped to the frame (and stretched to the input, as a
-whole-frame model would). Each tile is resized to the model input; the tiles run as one batch
-(chunked by the runtime's max_batch) and their maps are stitched into one map of the whole
-frame.
+whole-frame model would). Each tile is resized to the model input; the tiles run in chunks of
+the runtime's max_batch, on a CPU several chunks at once (`OnnxModel.run_chunks`), and their
+maps are stitched into one map of the whole frame.
 
 Stitching takes the maximum where tiles overlap. Why not the mean: the frame's score is the
 maximum over its tiles, and the map should show where that score came from; a mean would dilute
@@ -162,10 +162,11 @@ class Stitcher:
         return self._map
 
 
-def tile_bytes(grid: TileGrid, input_spec: InputSpec, max_batch: int) -> int:
+def tile_bytes(grid: TileGrid, input_spec: InputSpec, in_flight: int) -> int:
     """Memory a tiled frame adds in flight, beyond its decoded pixels: its tiles at the model
-    input (uint8), one inference chunk of float32 maps at the input size (the largest map a
-    graph gives) and the stitched map."""
+    input (uint8), the float32 maps at the input size (the largest map a graph gives) of the
+    `in_flight` tiles inferred at once (max_batch x the runtime's chunk lanes) and the
+    stitched map."""
     per_tile = input_spec.width * input_spec.height
     w, h, _ = stitched_size(grid, input_spec.width, input_spec.height)
-    return grid.count * per_tile * 3 + min(grid.count, max_batch) * per_tile * 4 + w * h * 4
+    return grid.count * per_tile * 3 + min(grid.count, in_flight) * per_tile * 4 + w * h * 4

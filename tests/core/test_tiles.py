@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -215,3 +219,49 @@ def test_small_and_extreme_frames_are_judged_or_refused_clearly(tiled: Detector)
     assert row.verdict == "pass"
     with pytest.raises(ImageTooLargeError, match="over the limit of 65500"):
         tiled.probe(encode_bgr(np.full((1, 70000, 3), 30, np.uint8), ".png"))
+
+
+def test_a_frames_chunks_run_at_once_with_the_same_judgement(tmp_path: Path) -> None:
+    pkg = make_package(tmp_path, card_overrides={"tiling": SPEC})
+    opts = RuntimeOptions(providers="cpu", max_batch=4, intra_op_threads=1)
+    serial = Detector.load(pkg, replace(opts, chunk_lanes=1))
+    parallel = Detector.load(pkg, replace(opts, chunk_lanes=3))
+    assert (serial.model.chunk_lanes, parallel.model.chunk_lanes) == (1, 3)
+    frames = [parallel.prepare_array(spot_frame(600, 400, at)) for at in ((100, 100), (450, 300))]
+    assert sum(len(f.model_input) for f in frames) == 18  # 5 chunks: 4 of 4 tiles, one of 2
+    for a, b in zip(serial.infer(frames), parallel.infer(frames), strict=True):
+        assert a.score == b.score and a.verdict == b.verdict == "fail"
+        np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)
+    # The default: every core this process may use, with one thread per call; one lane when
+    # each call already spreads over every core (intra_op_threads 0).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert Detector.load(pkg, opts).model.chunk_lanes == cores
+    assert Detector.load(pkg, RuntimeOptions(providers="cpu")).model.chunk_lanes == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity is Linux-only")
+def test_chunk_threads_use_every_core_when_a_pinned_thread_starts_them(tmp_path: Path) -> None:
+    """A server inference thread is pinned to one core (`CorePinner`): the threads it starts
+    to run a frame's chunks would inherit that one core, so they widen their mask again."""
+    detector = Detector.load(make_package(tmp_path, card_overrides={"tiling": SPEC}),
+                             RuntimeOptions(providers="cpu", max_batch=2, intra_op_threads=1,
+                                            chunk_lanes=2))
+    model, seen = detector.model, []
+    plain_run = model.run
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(os.sched_getaffinity(0))
+        return plain_run(batch)
+
+    model.run = run  # type: ignore[method-assign]
+    all_cores = os.sched_getaffinity(0)
+    frame = detector.prepare_array(spot_frame(600, 400, (100, 100)))  # 9 tiles: 5 chunks
+
+    def pinned() -> None:
+        os.sched_setaffinity(0, {min(all_cores)})
+        detector.infer([frame])
+
+    thread = threading.Thread(target=pinned)
+    thread.start()
+    thread.join()
+    assert len(seen) == 5 and all(s == all_cores for s in seen)

@@ -113,7 +113,7 @@ def test_same_seed_same_model_under_cpu_load(
     second = json.loads((again.out / "card.json").read_text())
     assert first["threshold"]["value"] == second["threshold"]["value"]
     assert first["metrics"]["image_auroc"] == second["metrics"]["image_auroc"]
-    bank, bank_again = (r.model.state_dict()["bank_t_neg2"] for r in (anomaly_run, again))
+    bank, bank_again = (r.model.state_dict()["bank_matrix"] for r in (anomaly_run, again))
     assert 0 < bank.shape[1] < 432  # a real coreset: one column per kept patch
     assert torch.equal(bank, bank_again)  # the same memory bank, patch for patch
     test = list(load_splits(mvtec_set, seed=3).test)
