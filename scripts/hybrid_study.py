@@ -150,7 +150,8 @@ class Study:
         gt, bt = ytr == 0, self.label[te] != "good"
         r = {"name": name, "cv_auc": auroc(~gt, cv), "cv_esc": esc_at(cv[gt], cv[~gt]),
              "te_auc": auroc(bt, ts), "te_esc": esc_at(ts[~bt], ts[bt]), "test_scores": ts,
-             "cv_scores": cv}
+             "cv_scores": cv, "cv_head": defect_log_odds(torch.from_numpy(oof)).numpy(),
+             "test_head": defect_log_odds(torch.from_numpy(test_logits)).numpy()}
         r["te_type"] = {t: esc_at(ts[~bt], ts[self.label[te] == t])[1] for t in self.types}
         print(f"{name:42s} CV auc {r['cv_auc']:.4f} esc@1/2/5 "
               + "/".join(f"{v*100:.1f}" for v in r["cv_esc"])

@@ -68,7 +68,8 @@ class DefectBank(nn.Module):
         for count in self.counts:
             nearest = partial[:, :, start:start + count].min(dim=2).values
             start += count
-            dist = (nearest + qq).clamp_min(1e-12).sqrt().clamp_min(1e-6)
+            # Bounded: a type whose only prototypes are the image's own (hidden) stays finite.
+            dist = (nearest + qq).clamp(1e-12, 1e12).sqrt()
             evidence = log_good - dist.log()
             top = evidence.topk(min(EVIDENCE_TOP, h * w), dim=1).values
             out += [top[:, 0], top.mean(dim=1), dist.min(dim=1).values.log()]
