@@ -24,7 +24,13 @@ from training.config import TrainConfig
 from training.datasets import GOOD, Sample
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, all_samples
 from training.hybrid.head import fit_head, out_of_fold, predict, stratified_folds
-from training.hybrid.model import DefectBank, HybridModel, defect_log_odds, describe
+from training.hybrid.model import (
+    DefectBank,
+    HybridModel,
+    combine,
+    defect_log_odds,
+    describe,
+)
 from training.patchcore.fit import FittedPatchCore, bank_from_patches, extract_patches
 from training.patchcore.model import PatchCore, PatchFeatures
 
@@ -195,7 +201,7 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     centre, width = anomaly_scale(good_a, config.target_frr)
     model = HybridModel(fitted.model, head, centre, width, hc.top_patches, bank).eval()
     anomaly = model.anomaly_log_odds(torch.from_numpy(np.r_[good_a, defect_a])).numpy()
-    combined = np.maximum(defect_log_odds(torch.from_numpy(oof)).numpy(), anomaly)
+    combined = combine(defect_log_odds(torch.from_numpy(oof)), torch.from_numpy(anomaly)).numpy()
     n_good = int(good.sum())
     types = ", ".join(f"{t} {n}" for t, n in per_type.items())
     calibration = Calibration(
@@ -217,8 +223,9 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
         model=model,
         labels=labels,
         what=f"hybrid: PatchCore ({backbone.describe_taps()}; memory bank {pc.bank_size} "
-        f"patches) + a logistic-regression head over {labels}; score = log-odds of a defect, "
-        f"the higher of the head's and the anomaly score's",
+        f"patches) + a defect bank of {0 if bank is None else bank.bank_sq.numel()} prototypes "
+        f"+ a logistic-regression head over {labels}; score = log-odds of a defect, the head's "
+        f"and the anomaly score's odds added",
         calibration=calibrate,
         metrics={
             "bank_size": pc.bank_size,

@@ -5,15 +5,16 @@ uint8 image [N, H, W, 3] -> PatchCore's patch features -> nearest-neighbour dist
 anomaly map and anomaly score `a` (exactly PatchCore's) ->
 descriptor: [mean and max of the patch features over the image, mean of the features of the
 most anomalous patches (what the suspicious region looks like), log a, log of the largest and
-of the mean patch distance] -> standardised linear head -> softmax = `probabilities` [N, C]
-(good first, then each labelled type).
+of the mean patch distance, the defect bank's per-type evidence] -> standardised linear head
+-> softmax = `probabilities` [N, C] (good first, then each labelled type).
 
-score = max(log(P(defect) / P(good)), (a - centre) / width): log-odds of a defect, from the
-head or from the anomaly score put on the same scale, whichever is higher (0 = even odds; a
-probability would round to 1.0 in float32 for clear defects and lose their order). `centre` is
-the anomaly score at the target false-reject rate on leave-one-out goods (odds 1:1 there: as
-defective as the good-only model's threshold), `width` puts the median good at odds 1:99
-(-4.6). A labelled type scores high through the head, an unseen one through the anomaly part.
+score = logaddexp(log(P(defect) / P(good)), (a - centre) / width): log-odds of a defect, the
+head's odds and the anomaly score's (put on the same scale) added, so either part can raise
+it (0 = even odds; a probability would round to 1.0 in float32 for clear defects and lose
+their order). `centre` is the anomaly score at the target false-reject rate on leave-one-out
+goods (odds 1:1 there: as defective as the good-only model's threshold), `width` puts the
+median good at odds 1:99 (-4.6). A labelled type scores high through the head, an unseen one
+through the anomaly part.
 """
 
 from __future__ import annotations
@@ -126,8 +127,15 @@ class HybridModel(nn.Module):
         if self.defect_bank is not None:
             x = torch.cat([x, self.defect_bank(feats, d)], dim=1)
         logits = self.head(x)
-        score = torch.maximum(defect_log_odds(logits), self.anomaly_log_odds(anomaly))
+        score = combine(defect_log_odds(logits), self.anomaly_log_odds(anomaly))
         return score, amap, logits.softmax(dim=1)
+
+
+def combine(head: torch.Tensor, anomaly: torch.Tensor) -> torch.Tensor:
+    """log(exp(head) + exp(anomaly)): the odds of the two parts added, so either may raise
+    them (chosen over their maximum on out-of-fold CV: training/README.md, Hybrid). Written
+    as max + log(1 + exp(-|difference|)) for the exported graph."""
+    return torch.maximum(head, anomaly) + torch.log1p(torch.exp(-(head - anomaly).abs()))
 
 
 def defect_log_odds(logits: torch.Tensor) -> torch.Tensor:
