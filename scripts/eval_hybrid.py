@@ -12,6 +12,7 @@ one the model ships with, chosen without the evaluation images). Needs the [trai
 
     python scripts/eval_hybrid.py                       # MTD and battery_weld/welding
     python scripts/eval_hybrid.py --sets mtd --per-type 10 --seed 0 --json /tmp/hybrid.json
+    python scripts/eval_hybrid.py --kinds auto          # the default model only
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--sets", default="mtd,welding", help="comma-separated: mtd, welding")
     parser.add_argument("--per-type", type=int, default=10, help="labelled defects per type")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default="auto,anomaly",
+                        help="models to train: auto (the default, hybrid here), anomaly")
     parser.add_argument("--work", type=Path, default=None, help="folder for views and models")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = parser.parse_args()
@@ -135,6 +138,8 @@ def main() -> None:
         print(f"{name}: labelled defects per type {labelled} (seed {args.seed}); view {view}")
         report[name] = {"labelled": labelled}
         for model, kind in (("default with labelled defects", "auto"), ("good-only", "anomaly")):
+            if kind not in args.kinds.split(","):
+                continue
             out, seconds = train(view, work / name / "models" / kind / "1", kind, args.seed)
             figs = score_model(out, view)
             figs["train_seconds"] = round(seconds, 1)

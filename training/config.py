@@ -172,6 +172,17 @@ class HybridConfig:
     #: Share of an image's patches, the most anomalous ones, whose features are averaged
     #: into the head's input: what the suspicious region looks like.
     top_patches: float = 0.02
+    #: Defect bank (README, Hybrid): this many patches of each labelled defect, those
+    #: farthest from the good bank, become prototypes of its type; 0 = no defect bank.
+    defect_bank: int = field(
+        default=3,
+        metadata=knob(
+            "hybrid: patches per labelled defect kept as prototypes of its type (the ones "
+            "farthest from the good bank); 0 = no defect bank",
+            low=0,
+            name="defect_bank",
+        ),
+    )
     #: Optimiser iterations of the head (L-BFGS, full batch, deterministic).
     max_iter: int = 200
     #: Smallest number of labelled images per defect type: one image cannot be both in a

@@ -260,3 +260,49 @@ def test_target_escape_is_bounded_by_max_frr() -> None:
     assert bounded.expected_false_reject_rate <= 0.02
     assert bounded.expected_escape_rate == pytest.approx(1 / 3)
     assert "over max_frr" in (bounded.data or "")
+
+
+def _patches(rng: np.random.Generator, n: int, spots: dict[int, np.ndarray]) -> torch.Tensor:
+    """Patch features [n, C, 4, 4]: good surface noise, with the vector of spots[i] written
+    into patch (1, 2) of image i."""
+    feats = torch.from_numpy(rng.normal(0.0, 0.1, (n, 8, 4, 4)).astype(np.float32))
+    for i, v in spots.items():
+        feats[i, :, 1, 2] = torch.from_numpy(v.astype(np.float32))
+    return feats
+
+
+def test_defect_bank_recognises_a_labelled_type_and_hides_an_image_from_itself() -> None:
+    """Prototypes of type 1 (a bump along channel 0) and type 2 (along channel 1): a new
+    image with a type-1 patch gets type-1 evidence far above a good's and above its own
+    type-2 evidence; a bank image scored without its own prototypes looks like a good."""
+    from training.hybrid.fit import build_defect_bank, defect_bank_features
+
+    rng = np.random.default_rng(0)
+    one, two = np.eye(8)[0] * 3.0, np.eye(8)[1] * 3.0
+    labelled = _patches(rng, 4, {0: one, 1: one * 1.1, 2: two, 3: two * 0.9})
+    d_good = lambda f: f.norm(dim=1)  # noqa: E731  (distance to a good bank at the origin)
+    bank, source = build_defect_bank(labelled, d_good(labelled), np.array([1, 1, 2, 2]), 2, 1)
+    assert bank.counts == [2, 2]  # one prototype per image, its farthest patch, by type
+    assert source.tolist() == [0, 1, 2, 3]
+    new = _patches(rng, 2, {0: one * 0.95})  # image 0: a type-1 defect; image 1: good
+    with torch.no_grad():
+        ev = bank(new, d_good(new)).numpy()  # [2, 6]: (max, top-3 mean, log min dist) x type
+    assert ev[0, 0] > ev[1, 0] + 2.0 and ev[0, 0] > ev[0, 3] + 2.0
+    assert bank.n_features == ev.shape[1] == 6
+    # Alone with its own type in the bank: scored without itself, image 0 looks like a good.
+    alone, src = build_defect_bank(labelled[[0, 2]], d_good(labelled[[0, 2]]), np.array([1, 2]),
+                                   2, 1)
+    empty = torch.zeros(0, 4, 4, 8), torch.zeros(0, 4, 4)
+    held_out = defect_bank_features(alone, src, empty, (labelled[[0]], d_good(labelled[[0]])),
+                                    np.array([0, 1]))
+    seen = defect_bank_features(alone, src, empty, (labelled[[0]], d_good(labelled[[0]])),
+                                np.array([5, 1]))  # row 0 not in the bank: its own entry counts
+    assert seen[0, 0] > 5.0 and held_out[0, 0] < 1.0
+    assert np.isfinite(held_out).all()
+
+
+@pytest.mark.slow
+def test_hybrid_package_carries_the_defect_bank(hybrid_run: TrainResult) -> None:
+    bank = hybrid_run.model.defect_bank
+    assert bank is not None and bank.counts == [3 * N_LABELLED]
+    assert hybrid_run.model.head.in_features == 3 * bank.bank_t_neg2.shape[0] + 3 + 3

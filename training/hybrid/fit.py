@@ -23,8 +23,14 @@ from training.backbones import Backbone
 from training.config import TrainConfig
 from training.datasets import GOOD, Sample
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, all_samples
-from training.hybrid.head import fit_head, out_of_fold
-from training.hybrid.model import HybridModel, defect_log_odds, describe
+from training.hybrid.head import fit_head, out_of_fold, predict, stratified_folds
+from training.hybrid.model import (
+    DefectBank,
+    HybridModel,
+    combine,
+    defect_log_odds,
+    describe,
+)
 from training.patchcore.fit import FittedPatchCore, bank_from_patches, extract_patches
 from training.patchcore.model import PatchCore, PatchFeatures
 
@@ -56,18 +62,20 @@ def check_labelled(
 @torch.no_grad()
 def _descriptors(
     model: PatchCore, feats: torch.Tensor, top: float, exclude: torch.Tensor | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(descriptors, anomaly scores, maps subsampled 4x) of one batch of patch features."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """(descriptors, anomaly scores, maps subsampled 4x, patch distances) of one batch of
+    patch features."""
     d = model.distances(feats, exclude)
     score, amap = model.map_and_score(d)
-    return describe(feats, d, score, top).numpy(), score.numpy(), amap[:, ::4, ::4].numpy()
+    return describe(feats, d, score, top).numpy(), score.numpy(), amap[:, ::4, ::4].numpy(), d
 
 
 def describe_goods(
     fitted: FittedPatchCore, maps: torch.Tensor, top: float, batch_size: int = 8
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The training goods' descriptors, scores and maps, each with its own patches hidden
-    from the bank (leave-one-image-out), from their features [N, h, w, C] already computed."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """The training goods' descriptors, scores, maps and patch distances [N, h, w], each with
+    its own patches hidden from the bank (leave-one-image-out), from their features
+    [N, h, w, C] already computed."""
     out = []
     with task("leave-one-out descriptors of goods", len(maps)) as bar:
         for part in batches(len(maps), batch_size):
@@ -76,23 +84,62 @@ def describe_goods(
             feats = maps[part].permute(0, 3, 1, 2)
             out.append(_descriptors(fitted.model, feats, top, exclude))
             bar.advance(part.stop - part.start)
-    desc, scores, amaps = zip(*out, strict=True)
-    return np.concatenate(desc), np.concatenate(scores), np.concatenate(amaps)
+    desc, scores, amaps, d = zip(*out, strict=True)
+    return np.concatenate(desc), np.concatenate(scores), np.concatenate(amaps), torch.cat(d)
 
 
 def describe_images(
     model: PatchCore, images: np.ndarray, top: float, batch_size: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors and anomaly scores of images that are not in the bank (the defects)."""
-    desc, scores = [], []
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+    """Descriptors, anomaly scores, patch features [N, C, h, w] and patch distances [N, h, w]
+    of images that are not in the bank (the defects)."""
+    desc, scores, feats_all, dists = [], [], [], []
     with torch.no_grad(), task("descriptors of labelled defects", len(images)) as bar:
         for part in batches(len(images), batch_size):
             feats = model.features(torch.from_numpy(images[part]))
-            x, s, _ = _descriptors(model, feats, top, None)
+            x, s, _, d = _descriptors(model, feats, top, None)
             desc.append(x)
             scores.append(s)
+            feats_all.append(feats)
+            dists.append(d)
             bar.advance(part.stop - part.start)
-    return np.concatenate(desc), np.concatenate(scores)
+    return np.concatenate(desc), np.concatenate(scores), torch.cat(feats_all), torch.cat(dists)
+
+
+def build_defect_bank(
+    feats: torch.Tensor, d: torch.Tensor, types: np.ndarray, n_types: int, per_image: int
+) -> tuple[DefectBank, np.ndarray]:
+    """The defect bank of labelled images (features [R, C, h, w], good-bank distances
+    [R, h, w], type 1..n_types each): the `per_image` patches of each farthest from the good
+    bank, ordered by type. Returns it and each entry's image (index into the R rows)."""
+    r, c = feats.shape[:2]
+    flat = feats.reshape(r, c, -1).transpose(1, 2)  # [R, P, C]
+    k = min(per_image, flat.shape[1])
+    idx = d.reshape(r, -1).topk(k, dim=1).indices
+    picked = flat.gather(1, idx.unsqueeze(2).expand(r, k, c))  # [R, k, C]
+    order = np.argsort(types, kind="stable")
+    entries = picked[torch.from_numpy(order)].reshape(-1, c)
+    counts = [int((types == t).sum()) * k for t in range(1, n_types + 1)]
+    return DefectBank(entries, counts).eval(), np.repeat(order, k)
+
+
+@torch.no_grad()
+def defect_bank_features(
+    bank: DefectBank, source: np.ndarray, goods: tuple[torch.Tensor, torch.Tensor],
+    defects: tuple[torch.Tensor, torch.Tensor], bank_rows: np.ndarray, batch_size: int = 16,
+) -> np.ndarray:
+    """The bank's features of every training image, goods (features [N, h, w, C] channels
+    last, distances leave-one-out) then defects ([R, C, h, w]); a defect in the bank
+    (`bank_rows[source]` names each entry's defect row) is scored without its own entries."""
+    (good_maps, good_d), (defect_f, defect_d) = goods, defects
+    owner = torch.from_numpy(bank_rows[source]).view(1, -1)
+    out = []
+    for part in batches(len(good_maps), batch_size):
+        out.append(bank(good_maps[part].permute(0, 3, 1, 2), good_d[part]))
+    for part in batches(len(defect_f), batch_size):
+        rows = torch.arange(part.start, part.stop).view(-1, 1)
+        out.append(bank(defect_f[part], defect_d[part], owner == rows))
+    return torch.cat(out).numpy()
 
 
 def anomaly_scale(good_scores: np.ndarray, target_frr: float) -> tuple[float, float]:
@@ -116,20 +163,45 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     fitted = bank_from_patches(
         features, maps, train.pixels.shape[1:3], config.patchcore, config.coreset, config.seed
     )
-    good_x, good_a, good_maps = describe_goods(fitted, maps, hc.top_patches)
-    del maps
-    defect_x, defect_a = describe_images(fitted.model, train.pixels[~good], hc.top_patches)
-    x = np.concatenate([good_x, defect_x])
+    good_x, good_a, good_maps, good_d = describe_goods(fitted, maps, hc.top_patches)
+    defect_x, defect_a, defect_f, defect_d = describe_images(fitted.model, train.pixels[~good],
+                                                             hc.top_patches)
+    x = base = np.concatenate([good_x, defect_x])
     y = np.array([labels.index(s.label) for s in train.samples if not s.is_defect]
                  + [labels.index(s.label) for s in train.samples if s.is_defect])
     folds = min(hc.folds, min(per_type.values()))
-    oof = out_of_fold(x, y, len(labels), folds=folds, l2=hc.l2, max_iter=hc.max_iter,
-                      seed=config.seed)
+    bank = None
+    if hc.defect_bank > 0:
+        n_good = len(good_x)
+        y_def = y[n_good:]
+        fold = stratified_folds(y, folds, config.seed)
+
+        def with_bank(rows: np.ndarray) -> tuple[DefectBank, np.ndarray]:
+            """Bank of the defect rows `rows`, and every training image's input with it."""
+            b, src = build_defect_bank(defect_f[rows], defect_d[rows], y_def[rows],
+                                       len(per_type), hc.defect_bank)
+            e = defect_bank_features(b, src, (maps, good_d), (defect_f, defect_d), rows)
+            return b, np.concatenate([base, e], axis=1)
+
+        # Per fold the bank holds only that fold's training defects (a held-out defect never
+        # meets its own prototypes); a defect in the bank is described without its own.
+        oof = np.zeros((len(y), len(labels)), dtype=np.float32)
+        with task("defect bank, out-of-fold heads", folds) as bar:
+            for f in range(folds):
+                held = fold == f
+                _, xf = with_bank(np.flatnonzero(~held[n_good:]))
+                part = fit_head(xf[~held], y[~held], len(labels), hc.l2, hc.max_iter)
+                oof[held] = predict(part, xf[held])
+                bar.advance(1)
+        bank, x = with_bank(np.arange(len(y_def)))
+    else:
+        oof = out_of_fold(x, y, len(labels), folds=folds, l2=hc.l2, max_iter=hc.max_iter,
+                          seed=config.seed)
     head = fit_head(x, y, len(labels), hc.l2, hc.max_iter)
     centre, width = anomaly_scale(good_a, config.target_frr)
-    model = HybridModel(fitted.model, head, centre, width, hc.top_patches).eval()
+    model = HybridModel(fitted.model, head, centre, width, hc.top_patches, bank).eval()
     anomaly = model.anomaly_log_odds(torch.from_numpy(np.r_[good_a, defect_a])).numpy()
-    combined = np.maximum(defect_log_odds(torch.from_numpy(oof)).numpy(), anomaly)
+    combined = combine(defect_log_odds(torch.from_numpy(oof)), torch.from_numpy(anomaly)).numpy()
     n_good = int(good.sum())
     types = ", ".join(f"{t} {n}" for t, n in per_type.items())
     calibration = Calibration(
@@ -151,8 +223,9 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
         model=model,
         labels=labels,
         what=f"hybrid: PatchCore ({backbone.describe_taps()}; memory bank {pc.bank_size} "
-        f"patches) + a logistic-regression head over {labels}; score = log-odds of a defect, "
-        f"the higher of the head's and the anomaly score's",
+        f"patches) + a defect bank of {0 if bank is None else bank.bank_sq.numel()} prototypes "
+        f"+ a logistic-regression head over {labels}; score = log-odds of a defect, the head's "
+        f"and the anomaly score's odds added",
         calibration=calibrate,
         metrics={
             "bank_size": pc.bank_size,

@@ -5,15 +5,16 @@ uint8 image [N, H, W, 3] -> PatchCore's patch features -> nearest-neighbour dist
 anomaly map and anomaly score `a` (exactly PatchCore's) ->
 descriptor: [mean and max of the patch features over the image, mean of the features of the
 most anomalous patches (what the suspicious region looks like), log a, log of the largest and
-of the mean patch distance] -> standardised linear head -> softmax = `probabilities` [N, C]
-(good first, then each labelled type).
+of the mean patch distance, the defect bank's per-type evidence] -> standardised linear head
+-> softmax = `probabilities` [N, C] (good first, then each labelled type).
 
-score = max(log(P(defect) / P(good)), (a - centre) / width): log-odds of a defect, from the
-head or from the anomaly score put on the same scale, whichever is higher (0 = even odds; a
-probability would round to 1.0 in float32 for clear defects and lose their order). `centre` is
-the anomaly score at the target false-reject rate on leave-one-out goods (odds 1:1 there: as
-defective as the good-only model's threshold), `width` puts the median good at odds 1:99
-(-4.6). A labelled type scores high through the head, an unseen one through the anomaly part.
+score = logaddexp(log(P(defect) / P(good)), (a - centre) / width): log-odds of a defect, the
+head's odds and the anomaly score's (put on the same scale) added, so either part can raise
+it (0 = even odds; a probability would round to 1.0 in float32 for clear defects and lose
+their order). `centre` is the anomaly score at the target false-reject rate on leave-one-out
+goods (odds 1:1 there: as defective as the good-only model's threshold), `width` puts the
+median good at odds 1:99 (-4.6). A labelled type scores high through the head, an unseen one
+through the anomaly part.
 """
 
 from __future__ import annotations
@@ -23,12 +24,65 @@ from torch import nn
 
 from training.patchcore.model import PatchCore
 
+#: Patches whose evidence is averaged into the second defect-bank feature of each type.
+EVIDENCE_TOP = 3
+
+
+class DefectBank(nn.Module):
+    """Prototypes of the labelled defects: the patches of each labelled image farthest from
+    the good bank, grouped by type. A patch's evidence for type t is log(d_good / d_t), its
+    distance to the good bank over its distance to the nearest prototype of t: positive
+    where it looks more like a known defect than like any good surface. Per type and image:
+    the largest evidence, the mean of the EVIDENCE_TOP largest, and log of the smallest d_t.
+    """
+
+    def __init__(self, entries: torch.Tensor, counts: list[int]) -> None:
+        super().__init__()
+        self.counts = [int(c) for c in counts]  # entries per type, in label order
+        bank = entries.to(torch.float32)
+        centre = bank.mean(dim=0)
+        bank = bank - centre
+        self.centre: torch.Tensor
+        self.bank_t_neg2: torch.Tensor
+        self.bank_sq: torch.Tensor
+        self.register_buffer("centre", centre.view(1, 1, -1))
+        self.register_buffer("bank_t_neg2", (-2.0 * bank).t().contiguous())
+        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
+
+    @property
+    def n_features(self) -> int:
+        return 3 * len(self.counts)
+
+    def forward(
+        self, feats: torch.Tensor, d: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[N, 3 * types] from patch features [N, C, h, w] and their good-bank distances
+        [N, h, w]; `exclude` [N, M] (training only) hides an image's own prototypes."""
+        n, c, h, w = feats.shape
+        q = feats.reshape(n, c, h * w).transpose(1, 2) - self.centre
+        partial = q @ self.bank_t_neg2 + self.bank_sq  # [N, P, M]
+        if exclude is not None:
+            partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
+        qq = (q * q).sum(dim=2)
+        log_good = d.reshape(n, h * w).clamp_min(1e-6).log()
+        out, start = [], 0
+        for count in self.counts:
+            nearest = partial[:, :, start:start + count].min(dim=2).values
+            start += count
+            # Bounded: a type whose only prototypes are the image's own (hidden) stays finite.
+            dist = (nearest + qq).clamp(1e-12, 1e12).sqrt()
+            evidence = log_good - dist.log()
+            top = evidence.topk(min(EVIDENCE_TOP, h * w), dim=1).values
+            out += [top[:, 0], top.mean(dim=1), dist.min(dim=1).values.log()]
+        return torch.stack(out, dim=1)
+
 
 def describe(
     feats: torch.Tensor, d: torch.Tensor, score: torch.Tensor, top_fraction: float
 ) -> torch.Tensor:
     """The head's input per image [N, 3C + 3] from patch features [N, C, h, w], their
-    nearest-neighbour distances [N, h, w] and the anomaly score [N]."""
+    nearest-neighbour distances [N, h, w] and the anomaly score [N] (the defect bank's
+    features, when there is one, are appended by the caller)."""
     n, c, h, w = feats.shape
     flat = feats.reshape(n, c, h * w)
     k = max(1, round(top_fraction * h * w))
@@ -49,10 +103,12 @@ class HybridModel(nn.Module):
         centre: float,
         width: float,
         top_fraction: float,
+        defect_bank: DefectBank | None = None,
     ) -> None:
         super().__init__()
         self.patchcore = patchcore
         self.head = head
+        self.defect_bank = defect_bank
         self.top_fraction = top_fraction
         self.centre: torch.Tensor
         self.width: torch.Tensor
@@ -67,9 +123,19 @@ class HybridModel(nn.Module):
         feats = self.patchcore.features(image)
         d = self.patchcore.distances(feats)
         anomaly, amap = self.patchcore.map_and_score(d)
-        logits = self.head(describe(feats, d, anomaly, self.top_fraction))
-        score = torch.maximum(defect_log_odds(logits), self.anomaly_log_odds(anomaly))
+        x = describe(feats, d, anomaly, self.top_fraction)
+        if self.defect_bank is not None:
+            x = torch.cat([x, self.defect_bank(feats, d)], dim=1)
+        logits = self.head(x)
+        score = combine(defect_log_odds(logits), self.anomaly_log_odds(anomaly))
         return score, amap, logits.softmax(dim=1)
+
+
+def combine(head: torch.Tensor, anomaly: torch.Tensor) -> torch.Tensor:
+    """log(exp(head) + exp(anomaly)): the odds of the two parts added, so either may raise
+    them (chosen over their maximum on out-of-fold CV: training/README.md, Hybrid). Written
+    as max + log(1 + exp(-|difference|)) for the exported graph."""
+    return torch.maximum(head, anomaly) + torch.log1p(torch.exp(-(head - anomaly).abs()))
 
 
 def defect_log_odds(logits: torch.Tensor) -> torch.Tensor:
