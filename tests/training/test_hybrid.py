@@ -305,4 +305,23 @@ def test_defect_bank_recognises_a_labelled_type_and_hides_an_image_from_itself()
 def test_hybrid_package_carries_the_defect_bank(hybrid_run: TrainResult) -> None:
     bank = hybrid_run.model.defect_bank
     assert bank is not None and bank.counts == [3 * N_LABELLED]
-    assert hybrid_run.model.head.in_features == 3 * bank.bank_t_neg2.shape[0] + 3 + 3
+    channels = hybrid_run.model.patchcore.features.channels  # the head sees raw features
+    assert hybrid_run.model.head.in_features == 3 * channels + 3 + 3
+
+
+def test_defect_bank_searches_in_patchcores_principal_axes() -> None:
+    """With PatchCore's projection, the prototypes' distances are those of the projected
+    features: the same as a bank built from projected entries and fed projected patches."""
+    from training.hybrid.model import DefectBank
+
+    torch.manual_seed(0)
+    entries, feats = torch.randn(6, 16), torch.randn(2, 16, 3, 3)
+    projection = torch.linalg.qr(torch.randn(16, 5)).Q
+    d = torch.rand(2, 3, 3) + 0.5
+    projected = torch.einsum("nchw,cd->ndhw", feats, projection)
+    with torch.no_grad():
+        got = DefectBank(entries, [3, 3], projection)(feats, d)
+        want = DefectBank(entries @ projection, [3, 3])(projected, d)
+        raw = DefectBank(entries, [3, 3])(feats, d)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, raw, atol=1e-3)

@@ -107,11 +107,13 @@ def describe_images(
 
 
 def build_defect_bank(
-    feats: torch.Tensor, d: torch.Tensor, types: np.ndarray, n_types: int, per_image: int
+    feats: torch.Tensor, d: torch.Tensor, types: np.ndarray, n_types: int, per_image: int,
+    projection: torch.Tensor | None = None,
 ) -> tuple[DefectBank, np.ndarray]:
     """The defect bank of labelled images (features [R, C, h, w], good-bank distances
     [R, h, w], type 1..n_types each): the `per_image` patches of each farthest from the good
-    bank, ordered by type. Returns it and each entry's image (index into the R rows)."""
+    bank, ordered by type, searched in PatchCore's principal axes (`projection`). Returns it
+    and each entry's image (index into the R rows)."""
     r, c = feats.shape[:2]
     flat = feats.reshape(r, c, -1).transpose(1, 2)  # [R, P, C]
     k = min(per_image, flat.shape[1])
@@ -120,7 +122,7 @@ def build_defect_bank(
     order = np.argsort(types, kind="stable")
     entries = picked[torch.from_numpy(order)].reshape(-1, c)
     counts = [int((types == t).sum()) * k for t in range(1, n_types + 1)]
-    return DefectBank(entries, counts).eval(), np.repeat(order, k)
+    return DefectBank(entries, counts, projection).eval(), np.repeat(order, k)
 
 
 @torch.no_grad()
@@ -179,7 +181,8 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
         def with_bank(rows: np.ndarray) -> tuple[DefectBank, np.ndarray]:
             """Bank of the defect rows `rows`, and every training image's input with it."""
             b, src = build_defect_bank(defect_f[rows], defect_d[rows], y_def[rows],
-                                       len(per_type), hc.defect_bank)
+                                       len(per_type), hc.defect_bank,
+                                       fitted.model.projection)
             e = defect_bank_features(b, src, (maps, good_d), (defect_f, defect_d), rows)
             return b, np.concatenate([base, e], axis=1)
 

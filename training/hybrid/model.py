@@ -36,10 +36,18 @@ class DefectBank(nn.Module):
     the largest evidence, the mean of the EVIDENCE_TOP largest, and log of the smallest d_t.
     """
 
-    def __init__(self, entries: torch.Tensor, counts: list[int]) -> None:
+    def __init__(self, entries: torch.Tensor, counts: list[int],
+                 projection: torch.Tensor | None = None) -> None:
+        """`entries` [M, C] patch features; `projection` [C, d] is PatchCore's (distances to
+        the prototypes are taken in the same principal axes as those to the good bank)."""
         super().__init__()
         self.counts = [int(c) for c in counts]  # entries per type, in label order
+        self.projection: torch.Tensor | None
+        self.register_buffer(
+            "projection", None if projection is None else projection.to(torch.float32))
         bank = entries.to(torch.float32)
+        if self.projection is not None:
+            bank = bank @ self.projection
         centre = bank.mean(dim=0)
         bank = bank - centre
         self.centre: torch.Tensor
@@ -59,7 +67,10 @@ class DefectBank(nn.Module):
         """[N, 3 * types] from patch features [N, C, h, w] and their good-bank distances
         [N, h, w]; `exclude` [N, M] (training only) hides an image's own prototypes."""
         n, c, h, w = feats.shape
-        q = feats.reshape(n, c, h * w).transpose(1, 2) - self.centre
+        q = feats.reshape(n, c, h * w).transpose(1, 2)
+        if self.projection is not None:
+            q = q @ self.projection
+        q = q - self.centre
         partial = q @ self.bank_t_neg2 + self.bank_sq  # [N, P, M]
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
