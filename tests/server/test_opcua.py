@@ -321,20 +321,3 @@ def test_encrypted_endpoint_with_a_certificate(tmp_path: Path) -> None:
             asyncio.run(read(server, encrypted=False))
         assert "Basic256Sha256 Sign & Encrypt" in server.log()
 
-
-def test_an_opc_ua_port_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    """Another program listens on the OPC UA port: `inspector serve` exits 2 with one error
-    line naming the endpoint and what to do, no traceback, and the HTTP port never opens."""
-    from tests.server.harness import run_cli
-
-    make_package(tmp_path / "models")
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        endpoint = f"opc.tcp://127.0.0.1:{taken.getsockname()[1]}/inspector"
-        env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false",
-                       INSPECTOR_OPCUA_ENDPOINT=endpoint, INSPECTOR_OPCUA_ALLOW_ANONYMOUS="true")
-        r = run_cli(["serve", "--models", str(tmp_path / "models"), "--port",
-                     str(free_port())], env, check=False)
-    assert r.returncode == 2, r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and endpoint in errors[0] and "free port" in errors[0], r.stderr
-    assert "Traceback" not in r.stderr + r.stdout

@@ -142,7 +142,8 @@ def test_sign_in_and_review_three_parts_by_keyboard(ui_sqlite: Live, page: Page)
         db.dispose()
 
     page.goto(f"{live.url}/ui/stations/press-1")
-    assert page.get_attribute("[data-metric=frr]", "data-value") == "0.25"  # 1 of 4 overturned
+    # 1 of 4 reviewed fails overturned
+    assert page.get_attribute("[data-metric=overturn-rate]", "data-value") == "0.25"
     assert page.is_visible("[data-testid=drift-chart] svg")
 
     page.click("[data-testid=sign-out]")
