@@ -19,6 +19,10 @@ from training.errors import TrainingError
 Kind = Literal["auto", "anomaly", "classifier", "hybrid"]
 #: The image score of a tiled model by default: the mean of each tile map's top 10%.
 TILED_SCORE_TOP = 0.1
+#: Principal axes kept by default (`pca=-1`, "auto"), per model kind: each chosen on its own
+#: protocol (training/README.md): anomaly models on validation goods and held-out defect types
+#: (192 of 384), hybrids on out-of-fold CV of their labelled defects (all: 0).
+AUTO_PCA = {"anomaly": 192, "hybrid": 0}
 Resize = Literal["stretch", "letterbox", "center_crop"]
 Color = Literal["auto", "rgb", "gray"]
 
@@ -74,11 +78,12 @@ class PatchCoreConfig:
     #: keep: the low-variance rest is mostly noise that decided the goods' tail (tail study,
     #: training/README.md), and the nearest-neighbour search costs in proportion to it.
     pca: int = field(
-        default=192,
+        default=-1,
         metadata=knob(
             "keep this many principal components of the patch features for the memory bank "
-            "and the nearest-neighbour search (0 = every channel)",
-            low=0,
+            "and the nearest-neighbour search (0 = every channel; -1 = by kind: 192 for "
+            "anomaly models, every channel for hybrids)",
+            low=-1,
         ),
     )
 
