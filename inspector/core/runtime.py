@@ -254,6 +254,13 @@ class OnnxModel:
             for future in pending:  # the caller stopped early or a chunk failed
                 future.cancel()
 
+    def close(self) -> None:
+        """Stop the chunk threads (once the model is unloaded and idle)."""
+        with self._lanes_lock:
+            if self._lanes_pool is not None:
+                self._lanes_pool.shutdown(wait=False)
+                self._lanes_pool = None
+
     def _pool(self, lanes: int) -> ThreadPoolExecutor:
         with self._lanes_lock:
             if self._lanes_pool is None:

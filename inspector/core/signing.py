@@ -71,13 +71,10 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _payload(card: ModelCard, card_path: Path, card_bytes: bytes, onnx_sha256: str
-             ) -> dict[str, str]:
-    """What a signature vouches for: the card as read (`card_bytes`) and the model's sha256."""
-    try:
-        canonical = _canonical(json.loads(card_bytes))
-    except ValueError as exc:  # parse_card accepted these bytes: cannot happen
-        raise ModelPackageError(f"{card_path}: cannot read it: {exc}") from exc
+def _payload(card: ModelCard, card_bytes: bytes, onnx_sha256: str) -> dict[str, str]:
+    """What a signature vouches for: the card as read (`card_bytes`, which parse_card already
+    accepted as JSON) and the model's sha256."""
+    canonical = _canonical(json.loads(card_bytes))
     return {"name": card.name, "version": card.version, "card_sha256": _sha256(canonical),
             "onnx_sha256": onnx_sha256}
 
@@ -115,7 +112,7 @@ def sign_package(root: Path, key: Ed25519PrivateKey, signer: str) -> SignatureDo
     check_text(signer, "signer", max_length=SIGNER_MAX_CHARS)
     files = read_package_files(root)
     package = open_package(root, files)
-    payload = _payload(package.card, package.card_path, files.card, package.card.onnx_sha256)
+    payload = _payload(package.card, files.card, package.card.onnx_sha256)
     public = key.public_key()
     body: dict[str, Any] = {
         "format": FORMAT, "algorithm": ALGORITHM, "key_id": key_id(public),
@@ -215,7 +212,7 @@ def verify_package(root: Path, trusted: Mapping[str, Ed25519PublicKey],
         return replace(who, message=f"{path}: signature by {by} is invalid: {reason}",
                        hint=damaged_hint)
     card = parse_card(files.root / CARD_FILE, files.card)
-    now = _payload(card, files.root / CARD_FILE, files.card, files.model_sha256)
+    now = _payload(card, files.card, files.model_sha256)
     changed = [what for what, key in (("card", "card_sha256"), ("model.onnx", "onnx_sha256"))
                if now[key] != raw["payload"][key]]
     if changed:

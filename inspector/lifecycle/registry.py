@@ -177,6 +177,7 @@ class ModelRegistry:
             return
         await served.batcher.stop()
         served.executor.shutdown(wait=False)
+        served.detector.model.close()
         log.info("unloaded %s", ref)
 
     def load_all(self) -> None:

@@ -54,7 +54,6 @@ def read(db: Database, key: str) -> bytes | None:
         return s.scalar(select(ArtifactBlob.data).where(ArtifactBlob.key == key))
 
 
-
 def expire(db: Database, max_age: timedelta, chunk: int = 500) -> int:
     """Delete the shared copies of frames judged more than `max_age` ago, by any node;
     returns how many. In chunks, so a long backlog never holds one huge transaction."""

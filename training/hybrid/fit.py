@@ -226,7 +226,7 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
         model=model,
         labels=labels,
         what=f"hybrid: PatchCore ({backbone.describe_taps()}; memory bank {pc.bank_size} "
-        f"patches) + a defect bank of {0 if bank is None else bank.bank_sq.numel()} prototypes "
+        f"patches) + a defect bank of {0 if bank is None else bank.size} prototypes "
         f"+ a logistic-regression head over {labels}; score = log-odds of a defect, the head's "
         f"and the anomaly score's odds added",
         calibration=calibrate,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.patchcore.model import PatchCore
+from training.patchcore.model import PatchCore, search, search_buffers
 
 #: Patches whose evidence is averaged into the second defect-bank feature of each type.
 EVIDENCE_TOP = 3
@@ -48,14 +48,16 @@ class DefectBank(nn.Module):
         bank = entries.to(torch.float32)
         if self.projection is not None:
             bank = bank @ self.projection
-        centre = bank.mean(dim=0)
-        bank = bank - centre
+        centre, matrix = search_buffers(bank)
         self.centre: torch.Tensor
-        self.bank_t_neg2: torch.Tensor
-        self.bank_sq: torch.Tensor
-        self.register_buffer("centre", centre.view(1, 1, -1))
-        self.register_buffer("bank_t_neg2", (-2.0 * bank).t().contiguous())
-        self.register_buffer("bank_sq", (bank * bank).sum(dim=1))
+        self.bank_matrix: torch.Tensor
+        self.register_buffer("centre", centre)
+        self.register_buffer("bank_matrix", matrix)
+
+    @property
+    def size(self) -> int:
+        """Prototypes in the bank."""
+        return int(self.bank_matrix.shape[1])
 
     @property
     def n_features(self) -> int:
@@ -67,11 +69,8 @@ class DefectBank(nn.Module):
         """[N, 3 * types] from patch features [N, C, h, w] and their good-bank distances
         [N, h, w]; `exclude` [N, M] (training only) hides an image's own prototypes."""
         n, c, h, w = feats.shape
-        q = feats.reshape(n, c, h * w).transpose(1, 2)
-        if self.projection is not None:
-            q = q @ self.projection
-        q = q - self.centre
-        partial = q @ self.bank_t_neg2 + self.bank_sq  # [N, P, M]
+        q, partial = search(feats.reshape(n, c, h * w).transpose(1, 2), self.projection,
+                            self.centre, self.bank_matrix)  # partial: [N, P, M]
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
         qq = (q * q).sum(dim=2)

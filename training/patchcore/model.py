@@ -57,6 +57,32 @@ class PatchFeatures(nn.Module):
         return torch.cat(out, dim=1)
 
 
+def search_buffers(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centre [1, 1, d], bank matrix [d + 1, M]) of a bank [M, d] for `search`.
+
+    Distances are taken around the bank's mean: |q - m|^2 is the same, but the three terms of
+    the expansion are smaller, so float32 cancellation noise is too. The matrix is the bank
+    transposed and scaled by -2, with |m|^2 as the last row: a query with a 1 appended gives
+    -2 q.m + |m|^2 in one MatMul, with no Add over the [patches x bank] product (which costs
+    as much as a tenth of the MatMul on a CPU)."""
+    bank = bank.to(torch.float32)
+    centre = bank.mean(dim=0)
+    bank = bank - centre
+    bank_sq = (bank * bank).sum(dim=1, keepdim=True)
+    return centre.view(1, 1, -1), torch.cat([-2.0 * bank, bank_sq], dim=1).t().contiguous()
+
+
+def search(
+    q: torch.Tensor, projection: torch.Tensor | None, centre: torch.Tensor, matrix: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch features [N, P, C] -> (the centred queries in the bank's axes [N, P, d],
+    -2 q.m + |m|^2 for every bank entry [N, P, M]); add |q|^2 for squared distances."""
+    if projection is not None:
+        q = q @ projection
+    q = q - centre
+    return q, F.pad(q, (0, 1), value=1.0) @ matrix
+
+
 class PatchCore(nn.Module):
     """Image [N, H, W, 3] uint8 -> (score [N], anomaly_map [N, H, W]) float32."""
 
@@ -85,21 +111,12 @@ class PatchCore(nn.Module):
         self.features = features
         self.input_hw = input_hw
         self.config = config
-        bank = memory_bank.to(torch.float32)
-        # Distances are taken around the bank's mean: |q - m|^2 is the same, but the three
-        # terms of the expansion are smaller, so float32 cancellation noise is too.
-        centre = bank.mean(dim=0)
-        bank = bank - centre
+        centre, matrix = search_buffers(memory_bank)
         self.centre: torch.Tensor
         self.bank_matrix: torch.Tensor
         self.kernel: torch.Tensor
-        self.register_buffer("centre", centre.view(1, 1, -1))
-        # [C + 1, M]: the bank transposed and scaled by -2, with |m|^2 as the last row. A query
-        # with a 1 appended gives -2 q.m + |m|^2 in one MatMul: no Add over the [patches x
-        # bank] product, which costs as much as a tenth of the MatMul on a CPU.
-        bank_sq = (bank * bank).sum(dim=1, keepdim=True)
-        self.register_buffer("bank_matrix", torch.cat([-2.0 * bank, bank_sq], dim=1).t()
-                             .contiguous())
+        self.register_buffer("centre", centre)
+        self.register_buffer("bank_matrix", matrix)
         kernel = _gaussian_kernel(config.sigma) if config.sigma > 0 else torch.ones(1)
         self.register_buffer("kernel", kernel)
 
@@ -121,11 +138,8 @@ class PatchCore(nn.Module):
         """`patch_distances` from patch features [N, C, h, w] already computed (the hybrid
         model pools the same features for its head)."""
         n, c, h, w = feats.shape
-        q = feats.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        if self.projection is not None:
-            q = q @ self.projection
-        q = q - self.centre
-        partial = F.pad(q, (0, 1), value=1.0) @ self.bank_matrix
+        q, partial = search(feats.permute(0, 2, 3, 1).reshape(n, h * w, c), self.projection,
+                            self.centre, self.bank_matrix)
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
         # |q|^2 is the same for every bank entry, so it is added after the ReduceMin.
