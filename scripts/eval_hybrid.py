@@ -93,9 +93,23 @@ def score_model(out: Path, view: Path) -> dict[str, Any]:
                 mode="json", exclude_none=True)}
 
 
-def train(view: Path, out: Path, kind: str, seed: int) -> tuple[Path, float]:
+def parse_knobs(pairs: list[str]) -> dict[str, str]:
+    """`--set key=value` pairs as text (TrainConfig.from_knobs parses and checks each)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def train(view: Path, out: Path, kind: str, seed: int, extra: dict[str, Any] | None = None
+          ) -> tuple[Path, float]:
     started = time.monotonic()
-    knobs = {"seed": seed} if kind == "auto" else {"seed": seed, "kind": kind}
+    knobs = {**(extra or {}), "seed": seed}
+    if kind != "auto":
+        knobs["kind"] = kind
     result = run_training(view, out, TrainConfig.from_knobs(knobs))
     return result.out, time.monotonic() - started
 
@@ -126,7 +140,11 @@ def main() -> None:
                         help="models to train: auto (the default, hybrid here), anomaly")
     parser.add_argument("--work", type=Path, default=None, help="folder for views and models")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training knob for every model trained, as `inspector train "
+                        "--set` takes it (e.g. density=3); repeatable")
     args = parser.parse_args()
+    extra = parse_knobs(args.set)
     work = args.work or Path(tempfile.mkdtemp(prefix="eval_hybrid-"))
     report: dict[str, Any] = {}
     for name in args.sets.split(","):
@@ -140,7 +158,8 @@ def main() -> None:
         for model, kind in (("default with labelled defects", "auto"), ("good-only", "anomaly")):
             if kind not in args.kinds.split(","):
                 continue
-            out, seconds = train(view, work / name / "models" / kind / "1", kind, args.seed)
+            out, seconds = train(view, work / name / "models" / kind / "1", kind, args.seed,
+                                 extra)
             figs = score_model(out, view)
             figs["train_seconds"] = round(seconds, 1)
             report[name][kind] = figs

@@ -40,7 +40,11 @@ from training.patchcore.model import _gaussian_kernel
 from training.train import _input_spec
 
 #: Every tap any feature variant uses (EfficientNet-Lite0 stage indices).
-ALL_TAPS = (5, 8, 11, 15)
+ALL_TAPS = {
+    "effnet_lite0": (5, 8, 11, 13, 15, 16),
+    "effnet_lite1": (11, 15, 20),
+    "effnet_lite2": (11, 15, 20),
+}
 FRRS = (0.01, 0.02, 0.05)
 
 
@@ -59,6 +63,18 @@ class Features:
     #: bank goods) before the bank and kNN: 0 keeps every channel. The kNN cost is linear in
     #: the channels, so a projection pays for a larger input.
     pca: int = 0
+    #: Whitening exponent on the kept axes: each axis is divided by eigenvalue**(whiten / 2)
+    #: (0 = plain projection, 1 = Mahalanobis distance in the kept subspace). Free in the
+    #: graph: it folds into the projection matrix.
+    whiten: float = 0.0
+    #: Memory bank: this share of the training patches, at most `bank_max` (the defaults are
+    #: the product's `coreset` and `coreset_max`).
+    bank_fraction: float = 0.1
+    bank_max: int = 16000
+    #: When > 0, a patch's distance is min over the bank of |x - m| / s_m, with s_m the mean
+    #: distance of entry m to its `density` nearest other bank entries (sparse, textured regions
+    #: of the good manifold count less; in the graph the 1/s_m fold into the one MatMul).
+    density: int = 0
 
     def key(self) -> str:
         return hashlib.sha1(repr(self).encode()).hexdigest()[:10]
@@ -72,6 +88,9 @@ class Scoring:
     tops: tuple[float, ...] = ()
     knn: int = 1
     bank: float = 1.0  # share of the default bank size (a prefix of the greedy order)
+    #: When > 0, the score is the power mean (mean of map**power)**(1/power) of the whole map
+    #: (1 = the whole-map mean; larger leans towards the map's peaks).
+    power: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,7 @@ class Variant:
     features: Features = field(default_factory=Features)
     scoring: Scoring = field(default_factory=Scoring)
     image_size: int = 224
+    backbone: str = "effnet_lite0"
 
 
 def variants() -> list[Variant]:
@@ -118,14 +138,19 @@ def extra_variants(spec: str) -> list[Variant]:
                 Features(**feats),
                 Scoring(**scoring),
                 item.get("image_size", 224),
+                item.get("backbone", "effnet_lite0"),
             )
         )
     return out
 
 
 class Study:
-    def __init__(self, data: Path, cache: Path, image_size: int, seed: int = 0) -> None:
-        self.cache = cache / f"{data.name}_{image_size}_s{seed}"
+    def __init__(self, data: Path, cache: Path, image_size: int, seed: int = 0,
+                 backbone: str = "effnet_lite0") -> None:
+        self.backbone = backbone
+        self.taps = ALL_TAPS[backbone]
+        suffix = "" if backbone == "effnet_lite0" else f"_{backbone}"
+        self.cache = cache / f"{data.name}_{image_size}_s{seed}{suffix}"
         self.cache.mkdir(parents=True, exist_ok=True)
         self.splits = load_splits(data, seed=seed, val_fraction=0.15)
         self.full = load_splits(data, seed=seed, val_fraction=0.0)
@@ -141,16 +166,16 @@ class Study:
         self.maps = {k: self._tap_maps(k, v) for k, v in samples.items()}
 
     def _tap_maps(self, part: str, samples: list) -> list[np.ndarray]:
-        files = [self.cache / f"{part}_tap{t}.npy" for t in ALL_TAPS]
+        files = [self.cache / f"{part}_tap{t}.npy" for t in self.taps]
         if all(f.exists() for f in files):
             return [np.load(f, mmap_mode="r") for f in files]
         images = load_images(samples, self.spec, f"reading {part}").pixels
         from training.backbones.base import Normalise
 
-        backbone = build_backbone("effnet_lite0")
-        backbone.set_taps(ALL_TAPS)
+        backbone = build_backbone(self.backbone)
+        backbone.set_taps(self.taps)
         norm = Normalise(backbone.weights.mean, backbone.weights.std)
-        outs: list[list[np.ndarray]] = [[] for _ in ALL_TAPS]
+        outs: list[list[np.ndarray]] = [[] for _ in self.taps]
         t0 = time.time()
         with torch.no_grad():
             for i in range(0, len(images), 16):
@@ -165,11 +190,11 @@ class Study:
     def patches(self, part: str, feats: Features, scales: list[float] | None = None
                 ) -> tuple[torch.Tensor, tuple[int, int], list[float]]:
         """[N, h*w, C] patch features of a part, the grid, and the tap scales used."""
-        chosen = [ALL_TAPS.index(t) for t in feats.taps]
+        chosen = [self.taps.index(t) for t in feats.taps]
         # The patch grid: the first stride-16 tap (stages 6-11), or the finest tap ("grid").
         coarse = [t for t in feats.taps if t >= 6]
         grid_tap = feats.taps[0] if feats.fine == "grid" or not coarse else coarse[0]
-        gmap = self.maps[part][ALL_TAPS.index(grid_tap)]
+        gmap = self.maps[part][self.taps.index(grid_tap)]
         size = tuple(gmap.shape[-2:])
         rows: list[torch.Tensor] = []
         for j in chosen:
@@ -210,6 +235,9 @@ class Study:
         vals, vecs = torch.linalg.eigh(cov)
         keep = vals.argsort(descending=True)[: feats.pca]
         kept = float(vals[keep].sum() / vals.sum())
+        vecs = vecs.clone()
+        if feats.whiten:
+            vecs[:, keep] = vecs[:, keep] / vals[keep].clamp_min(1e-12) ** (feats.whiten / 2)
         print(f"  PCA {feats.pca} of {flat.shape[1]} channels keeps {100 * kept:.1f}% of the "
               "variance", flush=True)
         out = (mean.float(), vecs[:, keep].float().contiguous())
@@ -220,7 +248,7 @@ class Study:
         f = self.cache / f"coreset_{tag}_{feats.key()}.npy"
         if f.exists():
             return np.load(f)
-        n = min(16000, round(0.1 * len(bank)))
+        n = min(feats.bank_max, round(feats.bank_fraction * len(bank)))
         t0 = time.time()
         order = greedy_coreset(bank.numpy(), n, seed=self.seed, max_candidates=200_000)
         print(f"  coreset {tag} {feats}: {n} in {time.time() - t0:.0f} s", flush=True)
@@ -241,6 +269,7 @@ class Study:
         flat = train.reshape(-1, train.shape[-1])
         order = torch.from_numpy(self.bank_order(feats, flat, tag))
         bank = flat[order]
+        scale = bank_spacing(bank, feats.density) if feats.density else None
         keys = [(1.0, 1), (1.0, 3), (1.0, 9), (0.5, 1), (0.25, 1)]
         out: dict[str, dict[tuple[float, int], torch.Tensor]] = {}
         t0 = time.time()
@@ -249,6 +278,8 @@ class Study:
             res: dict[tuple[float, int], list[torch.Tensor]] = {k: [] for k in keys}
             for i in range(0, len(q), 32):
                 d = torch.cdist(q[i : i + 32], bank.unsqueeze(0)).clamp_min(0)
+                if scale is not None:
+                    d = d / scale
                 for share, k in keys:
                     m = round(share * len(bank))
                     vals = d[..., :m].topk(k, dim=-1, largest=False).values
@@ -259,6 +290,16 @@ class Study:
         return out, grid
 
 
+def bank_spacing(bank: torch.Tensor, k: int) -> torch.Tensor:
+    """[M]: each bank entry's mean distance to its k nearest other entries."""
+    out = []
+    for i in range(0, len(bank), 1024):
+        d = torch.cdist(bank[i : i + 1024], bank)
+        d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
+        out.append(d.topk(k, dim=1, largest=False).values.mean(1))
+    return torch.cat(out).clamp_min(1e-6)
+
+
 def score(d: torch.Tensor, hw: tuple[int, int], s: Scoring) -> np.ndarray:
     up = F.interpolate(d.unsqueeze(1), size=hw, mode="bilinear", align_corners=False)
     if s.sigma > 0:
@@ -267,6 +308,8 @@ def score(d: torch.Tensor, hw: tuple[int, int], s: Scoring) -> np.ndarray:
         up = F.pad(up, [r, r, r, r], mode="replicate")
         up = F.conv2d(F.conv2d(up, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
     flat = up.flatten(1)
+    if s.power > 0:
+        return flat.clamp_min(0).pow(s.power).mean(1).pow(1 / s.power).numpy()
     if s.tops:
         return np.mean([score(d, hw, replace(s, top=t, tops=())) for t in s.tops], axis=0)
     if s.top > 0:
@@ -332,11 +375,12 @@ def main() -> None:
     if args.variant:
         chosen = [v for v in chosen if v.name in args.variant]
     chosen += extra_variants(args.extra)
-    studies: dict[int, Study] = {}
+    studies: dict[tuple[int, str], Study] = {}
     for v in chosen:
-        if v.image_size not in studies:
-            studies[v.image_size] = Study(args.data, args.cache, v.image_size)
-        row = run(studies[v.image_size], v, args.tune.split(","), args.confirm.split(","),
+        key = (v.image_size, v.backbone)
+        if key not in studies:
+            studies[key] = Study(args.data, args.cache, v.image_size, backbone=v.backbone)
+        row = run(studies[key], v, args.tune.split(","), args.confirm.split(","),
                   args.test)
         print(show(row), flush=True)
         if args.json:

@@ -23,6 +23,11 @@ TILED_SCORE_TOP = 0.1
 #: protocol (training/README.md): anomaly models on validation goods and held-out defect types
 #: (192 of 384), hybrids on out-of-fold CV of their labelled defects (all: 0).
 AUTO_PCA = {"anomaly": 192, "hybrid": 0}
+#: Density-aware search by default (`density=-1`), per model kind, chosen the same way: anomaly
+#: models measure a patch's distance in units of the matched bank entry's spacing to its 3
+#: nearest neighbours; hybrids keep plain distances (their defect bank's evidence is a ratio of
+#: plain distances).
+AUTO_DENSITY = {"anomaly": 3, "hybrid": 0}
 Resize = Literal["stretch", "letterbox", "center_crop"]
 Color = Literal["auto", "rgb", "gray"]
 
@@ -83,6 +88,18 @@ class PatchCoreConfig:
             "keep this many principal components of the patch features for the memory bank "
             "and the nearest-neighbour search (0 = every channel; -1 = by kind: 192 for "
             "anomaly models, every channel for hybrids)",
+            low=-1,
+        ),
+    )
+    #: Textured regions of the good parts are covered sparsely by the bank, so their patches
+    #: sit far from any entry and decided the goods' tail; dividing by the entry's own spacing
+    #: puts every region of the good manifold on one scale (tail study, training/README.md).
+    density: int = field(
+        default=-1,
+        metadata=knob(
+            "measure a patch's distance to its nearest bank entry in units of that entry's "
+            "mean distance to its N nearest bank neighbours (0 = plain distances; -1 = by "
+            "kind: 3 for anomaly models, plain for hybrids)",
             low=-1,
         ),
     )
@@ -242,7 +259,8 @@ class TrainConfig:
     backbone: str = field(
         default=DEFAULT_BACKBONE,
         metadata=knob(
-            "effnet_lite0 (offline), resnet18, resnet50, wide_resnet50_2, "
+            "effnet_lite0 (offline default), effnet_lite1, effnet_lite2 (offline), resnet18, "
+            "resnet50, wide_resnet50_2, "
             "efficientnet_b0..b7; name@WEIGHTS picks a weights enum member"
         ),
     )

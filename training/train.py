@@ -47,7 +47,7 @@ from inspector.core.runtime import RuntimeOptions, load_onnx
 from inspector.core.threshold import choose_threshold
 from training.backbones import build_backbone
 from training.classifier import fit as classifier_fit
-from training.config import AUTO_PCA, TrainConfig
+from training.config import AUTO_DENSITY, AUTO_PCA, TrainConfig
 from training.datasets import Sample, Splits, has_labelled_defects, load_splits
 from training.errors import TrainingError
 from training.export import check_parity, export_onnx, parity
@@ -131,12 +131,15 @@ def resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:
     """kind=auto: hybrid when labelled defects are there to train on: a `labelled` folder,
     or defect folders in the data with at least `min_per_type` of each type in the training
     split (its cross-validated threshold needs them); else anomaly; always anomaly when
-    tiled. Then the kind's defaults that depend on it (`pca=-1`: AUTO_PCA)."""
+    tiled. Then the kind's defaults that depend on it (`pca=-1`: AUTO_PCA, `density=-1`:
+    AUTO_DENSITY)."""
     config = _resolve_kind(config, data)
-    if config.patchcore.pca < 0:
-        pca = AUTO_PCA.get(config.kind, 0)
-        config = replace(config, patchcore=replace(config.patchcore, pca=pca))
-    return config
+    pc = config.patchcore
+    if pc.pca < 0:
+        pc = replace(pc, pca=AUTO_PCA.get(config.kind, 0))
+    if pc.density < 0:
+        pc = replace(pc, density=AUTO_DENSITY.get(config.kind, 0))
+    return replace(config, patchcore=pc)
 
 
 def _resolve_kind(config: TrainConfig, data: Path | str) -> TrainConfig:

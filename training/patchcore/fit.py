@@ -15,7 +15,7 @@ from training.config import CoresetConfig, PatchCoreConfig, TrainConfig
 from training.datasets import Sample, Splits
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
 from training.patchcore.coreset import greedy_coreset
-from training.patchcore.model import PatchCore, PatchFeatures
+from training.patchcore.model import PatchCore, PatchFeatures, bank_spacing
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,14 @@ def bank_from_patches(
     )
     chosen = torch.from_numpy(index)
     bank = patches[chosen].clone()
+    spacing = None
+    if config.density > 0:
+        spacing = bank_spacing(bank, config.density)
+        log.info("density-aware search: bank spacing to %d neighbours, median %.3g",
+                 config.density, float(spacing.median()))
     per_image = maps.shape[1] * maps.shape[2]
     h, w = input_hw
-    model = PatchCore(features, bank, (h, w), config, projection).eval()
+    model = PatchCore(features, bank, (h, w), config, projection, spacing).eval()
     return FittedPatchCore(model, chosen // per_image)
 
 

@@ -3,8 +3,9 @@
 uint8 image [N, H, W, 3] -> normalise -> backbone taps -> 3x3 local average (each patch sees
 its neighbourhood) -> taps resized to the finest tap's grid and concatenated -> projected
 onto the training goods' first principal axes (`pca`) -> distance of
-every patch to its nearest neighbour in the memory bank (matrix-multiply form:
-|q|^2 - 2 q.m + |m|^2, the last two terms from one MatMul, then ReduceMin) -> map upsampled to
+every patch to its nearest neighbour in the memory bank, in units of that entry's spacing to its
+own neighbours (`density`; matrix-multiply form: (|q|^2 - 2 q.m + |m|^2) / s_m^2 from one
+MatMul, then ReduceMin) -> map upsampled to
 the input size and Gaussian smoothed -> image score from the map (the mean of its top fraction,
 by default all of it: training/README.md, tail study).
 
@@ -57,30 +58,78 @@ class PatchFeatures(nn.Module):
         return torch.cat(out, dim=1)
 
 
-def search_buffers(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(centre [1, 1, d], bank matrix [d + 1, M]) of a bank [M, d] for `search`.
+def search_buffers(
+    bank: torch.Tensor, spacing: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centre [1, 1, d], bank matrix [d + 1, M], or [d + 2, M] with `spacing`) of a bank
+    [M, d] for `search`.
 
     Distances are taken around the bank's mean: |q - m|^2 is the same, but the three terms of
     the expansion are smaller, so float32 cancellation noise is too. The matrix is the bank
     transposed and scaled by -2, with |m|^2 as the last row: a query with a 1 appended gives
     -2 q.m + |m|^2 in one MatMul, with no Add over the [patches x bank] product (which costs
-    as much as a tenth of the MatMul on a CPU)."""
+    as much as a tenth of the MatMul on a CPU).
+
+    `spacing` [M] (each entry's distance to its nearest neighbours in the bank, `bank_spacing`)
+    makes the search density-aware: the product gives |q - m|^2 / s_m^2 whole. Every column is
+    divided by s_m^2 and one more row, 1/s_m^2, meets |q|^2 appended to the query, so the
+    nearest entry is the one nearest in units of its own neighbourhood's spacing, still in one
+    MatMul."""
     bank = bank.to(torch.float32)
     centre = bank.mean(dim=0)
     bank = bank - centre
     bank_sq = (bank * bank).sum(dim=1, keepdim=True)
-    return centre.view(1, 1, -1), torch.cat([-2.0 * bank, bank_sq], dim=1).t().contiguous()
+    rows = torch.cat([-2.0 * bank, bank_sq], dim=1)
+    if spacing is not None:
+        if spacing.shape != (len(bank),):
+            raise ValueError(f"spacing must be [{len(bank)}], got {tuple(spacing.shape)}")
+        weight = spacing.to(torch.float32).clamp_min(1e-6).pow(-2).unsqueeze(1)
+        rows = torch.cat([rows * weight, weight], dim=1)
+    return centre.view(1, 1, -1), rows.t().contiguous()
+
+
+def bank_spacing(bank: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """[M]: each bank entry's mean distance to its `k` nearest other entries (float64 sums
+    per chunk; the [chunk x M] product is the only large buffer)."""
+    bank = bank.to(torch.float32)
+    k = max(1, min(k, len(bank) - 1))
+    sq = (bank * bank).sum(dim=1)
+    out = []
+    for start in range(0, len(bank), chunk):
+        rows = bank[start : start + chunk]
+        d2 = sq[start : start + chunk, None] - 2.0 * rows @ bank.t() + sq[None, :]
+        d2[torch.arange(len(rows)), torch.arange(start, start + len(rows))] = float("inf")
+        near = d2.topk(k, dim=1, largest=False).values.clamp_min(0.0).sqrt()
+        out.append(near.mean(dim=1))
+    return torch.cat(out).clamp_min(1e-6)
 
 
 def search(
     q: torch.Tensor, projection: torch.Tensor | None, centre: torch.Tensor, matrix: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patch features [N, P, C] -> (the centred queries in the bank's axes [N, P, d],
-    -2 q.m + |m|^2 for every bank entry [N, P, M]); add |q|^2 for squared distances."""
+    """Patch features [N, P, C] -> (the centred queries in the bank's axes [N, P, d], the
+    product for every bank entry [N, P, M]): -2 q.m + |m|^2 (add |q|^2 for squared
+    distances: `squared_nearest`), or |q - m|^2 / s_m^2 whole for a density-aware matrix."""
     if projection is not None:
         q = q @ projection
     q = q - centre
-    return q, F.pad(q, (0, 1), value=1.0) @ matrix
+    x = F.pad(q, (0, 1), value=1.0)
+    if is_density_aware(matrix, q):
+        x = torch.cat([x, (q * q).sum(dim=2, keepdim=True)], dim=2)
+    return q, x @ matrix
+
+
+def is_density_aware(matrix: torch.Tensor, q: torch.Tensor) -> bool:
+    return int(matrix.shape[0]) == int(q.shape[-1]) + 2
+
+
+def squared_nearest(q: torch.Tensor, nearest: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """The squared distance of the nearest entry from the product's minimum [N, P]: |q|^2 is
+    the same for every bank entry, so it is added after the ReduceMin (a density-aware product
+    is already whole)."""
+    if is_density_aware(matrix, q):
+        return nearest
+    return nearest + (q * q).sum(dim=2)
 
 
 class PatchCore(nn.Module):
@@ -93,9 +142,11 @@ class PatchCore(nn.Module):
         input_hw: tuple[int, int],
         config: PatchCoreConfig,
         projection: torch.Tensor | None = None,
+        spacing: torch.Tensor | None = None,
     ) -> None:
         """`projection` [C, d]: patch features are multiplied by it before the search (the
-        bank holds projected features, [M, d])."""
+        bank holds projected features, [M, d]). `spacing` [M]: a density-aware search
+        (`search_buffers`)."""
         super().__init__()
         width = features.channels if projection is None else int(projection.shape[1])
         if projection is not None and projection.shape[0] != features.channels:
@@ -111,7 +162,7 @@ class PatchCore(nn.Module):
         self.features = features
         self.input_hw = input_hw
         self.config = config
-        centre, matrix = search_buffers(memory_bank)
+        centre, matrix = search_buffers(memory_bank, spacing)
         self.centre: torch.Tensor
         self.bank_matrix: torch.Tensor
         self.kernel: torch.Tensor
@@ -142,9 +193,8 @@ class PatchCore(nn.Module):
                             self.centre, self.bank_matrix)
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
-        # |q|^2 is the same for every bank entry, so it is added after the ReduceMin.
         nearest = partial.min(dim=2).values
-        d = (nearest + (q * q).sum(dim=2)).clamp_min(0.0).sqrt()
+        d = squared_nearest(q, nearest, self.bank_matrix).clamp_min(0.0).sqrt()
         return d.reshape(n, h, w)
 
     def smooth(self, amap: torch.Tensor) -> torch.Tensor:
