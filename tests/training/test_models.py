@@ -183,6 +183,41 @@ def test_density_aware_search_is_the_nearest_entry_in_units_of_its_spacing(lite0
         PatchCore(feats, bank, (64, 64), PatchCoreConfig(), projection, spacing[:5])
 
 
+def test_leave_one_out_recomputes_the_spacing_without_the_hidden_image(lite0) -> None:  # type: ignore[no-untyped-def]
+    """A hidden image's entries must not keep shrinking their neighbours' spacing: leave-one-out
+    distances equal min over the other images' entries of |q - m| / s'_m, with s'_m the mean
+    distance to the k nearest entries not of the hidden image (brute force here)."""
+    from training.patchcore.fit import FittedPatchCore
+    from training.patchcore.model import bank_neighbours, spacing_of
+
+    feats = PatchFeatures(lite0, pool=3)
+    projection = torch.linalg.qr(torch.randn(feats.channels, 8)).Q
+    owner = torch.arange(60) // 10  # 6 images, 10 entries each
+    bank = torch.randn(60, 8) + owner.view(-1, 1).float() * 0.3  # each image its own cluster
+    k = 3
+    neighbours = bank_neighbours(bank, k + 20)
+    model = PatchCore(feats, bank, (64, 64), PatchCoreConfig(sigma=0, density=k), projection,
+                      spacing_of(neighbours[0], k))
+    fitted = FittedPatchCore(model, owner, neighbours)
+    image = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    ids = torch.tensor([0, 4])
+    with torch.no_grad():
+        f = model.features(image)
+        exclude, reweight = fitted.hide(ids, owner)
+        assert reweight is not None
+        d = model.distances(f, exclude, reweight)
+        q = f.permute(0, 2, 3, 1).reshape(2, -1, feats.channels) @ projection
+    full = torch.cdist(bank.double(), bank.double()).fill_diagonal_(float("inf"))
+    for row, hidden in enumerate(ids.tolist()):
+        others = owner != hidden
+        spacing = full[:, others].topk(k, dim=1, largest=False).values.mean(dim=1)
+        ratio = torch.cdist(q[row].double(), bank[others].double()) / spacing[others]
+        assert torch.allclose(d[row].flatten().double(), ratio.min(dim=1).values, rtol=1e-4,
+                              atol=1e-4)
+    # A plain bank needs no reweighting.
+    assert FittedPatchCore(model, owner).hide(ids, owner)[1] is None
+
+
 @pytest.mark.parametrize("fraction", [1.0, 0.25])
 def test_patchcore_score_is_the_mean_of_the_maps_top_fraction(lite0, fraction: float) -> None:  # type: ignore[no-untyped-def]
     feats = PatchFeatures(lite0, pool=3)

@@ -61,11 +61,12 @@ def check_labelled(
 
 @torch.no_grad()
 def _descriptors(
-    model: PatchCore, feats: torch.Tensor, top: float, exclude: torch.Tensor | None
+    model: PatchCore, feats: torch.Tensor, top: float, exclude: torch.Tensor | None,
+    reweight: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
     """(descriptors, anomaly scores, maps subsampled 4x, patch distances) of one batch of
     patch features."""
-    d = model.distances(feats, exclude)
+    d = model.distances(feats, exclude, reweight)
     score, amap = model.map_and_score(d)
     return describe(feats, d, score, top).numpy(), score.numpy(), amap[:, ::4, ::4].numpy(), d
 
@@ -80,9 +81,9 @@ def describe_goods(
     with task("leave-one-out descriptors of goods", len(maps)) as bar:
         for part in batches(len(maps), batch_size):
             ids = torch.arange(part.start, part.stop)
-            exclude = fitted.bank_source.view(1, -1) == ids.view(-1, 1)
+            exclude, reweight = fitted.hide(ids, fitted.bank_source)
             feats = maps[part].permute(0, 3, 1, 2)
-            out.append(_descriptors(fitted.model, feats, top, exclude))
+            out.append(_descriptors(fitted.model, feats, top, exclude, reweight))
             bar.advance(part.stop - part.start)
     desc, scores, amaps, d = zip(*out, strict=True)
     return np.concatenate(desc), np.concatenate(scores), np.concatenate(amaps), torch.cat(d)

@@ -15,7 +15,7 @@ from training.config import CoresetConfig, PatchCoreConfig, TrainConfig
 from training.datasets import Sample, Splits
 from training.fitting import Calibration, FitStep, Fitted, ScoreFn, TrainData, validation_scores
 from training.patchcore.coreset import greedy_coreset
-from training.patchcore.model import PatchCore, PatchFeatures, bank_spacing
+from training.patchcore.model import PatchCore, PatchFeatures, bank_neighbours, spacing_of
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,41 @@ def bank_size(n_patches: int, cfg: CoresetConfig) -> int:
     return int(min(n_patches, max(cfg.min_size, min(cfg.max_size, size))))
 
 
+#: Neighbours kept per bank entry beyond `density`, so that hiding one image's entries still
+#: leaves `density` of them for its recomputed spacing (an image holds ~10% of its patches in
+#: the bank, and they cluster).
+SPARE_NEIGHBOURS = 32
+
+
 @dataclass(frozen=True)
 class FittedPatchCore:
     """The model, and for every memory-bank entry the training row (image, or tile) it came
-    from."""
+    from; for a density-aware bank, each entry's nearest other entries (distances [M, K],
+    nearest first, and their bank indices [M, K])."""
 
     model: PatchCore
     bank_source: torch.Tensor
+    neighbours: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def hide(self, ids: torch.Tensor, bank_owner: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """For leave-one-out search of rows owned by `ids` [B] (`bank_owner` [M]: the owner of
+        each bank entry): (the bank entries to exclude [B, M], the reweighting of a
+        density-aware bank [B, M] or None). Without the reweighting an entry next to the
+        hidden image's entries would keep the small spacing they gave it, and the hidden image
+        would score higher than a new good part does."""
+        exclude = bank_owner.view(1, -1) == ids.view(-1, 1)
+        if self.neighbours is None:
+            return exclude, None
+        dist, index = self.neighbours
+        k = self.model.config.density
+        keep = bank_owner[index].unsqueeze(0) != ids.view(-1, 1, 1)  # [B, M, K]
+        use = keep & (keep.cumsum(dim=2) <= k)
+        n = use.sum(dim=2)
+        full = spacing_of(dist, k)
+        hidden = (dist.unsqueeze(0) * use).sum(dim=2) / n.clamp_min(1)
+        hidden = torch.where(n > 0, hidden.clamp_min(1e-6), full)
+        return exclude, (full / hidden) ** 2
 
 
 def fit_patchcore(
@@ -112,15 +140,16 @@ def bank_from_patches(
     )
     chosen = torch.from_numpy(index)
     bank = patches[chosen].clone()
-    spacing = None
+    spacing, neighbours = None, None
     if config.density > 0:
-        spacing = bank_spacing(bank, config.density)
+        neighbours = bank_neighbours(bank, config.density + SPARE_NEIGHBOURS)
+        spacing = spacing_of(neighbours[0], config.density)
         log.info("density-aware search: bank spacing to %d neighbours, median %.3g",
                  config.density, float(spacing.median()))
     per_image = maps.shape[1] * maps.shape[2]
     h, w = input_hw
     model = PatchCore(features, bank, (h, w), config, projection, spacing).eval()
-    return FittedPatchCore(model, chosen // per_image)
+    return FittedPatchCore(model, chosen // per_image, neighbours)
 
 
 @torch.no_grad()
@@ -140,12 +169,13 @@ def leave_one_out(
     model = fitted.model
     image_of = torch.from_numpy(
         np.arange(len(good_images)) if owners is None else np.asarray(owners))
-    bank_image = image_of[fitted.bank_source].view(1, -1)
+    bank_image = image_of[fitted.bank_source]
     scores, maps = [], []
     with task("leave-one-out scores", len(good_images)) as bar:
         for part in batches(len(good_images), batch_size):
-            exclude = bank_image == image_of[part].view(-1, 1)
-            d = model.patch_distances(torch.from_numpy(good_images[part]), exclude)
+            exclude, reweight = fitted.hide(image_of[part], bank_image)
+            feats = model.features(torch.from_numpy(good_images[part]))
+            d = model.distances(feats, exclude, reweight)
             score, amap = model.map_and_score(d)
             scores.append(score.numpy())
             maps.append(amap[:, ::map_stride, ::map_stride].numpy())

@@ -88,20 +88,32 @@ def search_buffers(
     return centre.view(1, 1, -1), rows.t().contiguous()
 
 
-def bank_spacing(bank: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
-    """[M]: each bank entry's mean distance to its `k` nearest other entries (float64 sums
-    per chunk; the [chunk x M] product is the only large buffer)."""
+def bank_neighbours(bank: torch.Tensor, count: int, chunk: int = 1024
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each bank entry's `count` nearest other entries: (distances [M, count], nearest first;
+    their bank indices [M, count]). Chunked: the [chunk x M] product is the only large
+    buffer."""
     bank = bank.to(torch.float32)
-    k = max(1, min(k, len(bank) - 1))
+    count = max(1, min(count, len(bank) - 1))
     sq = (bank * bank).sum(dim=1)
-    out = []
+    dists, index = [], []
     for start in range(0, len(bank), chunk):
         rows = bank[start : start + chunk]
         d2 = sq[start : start + chunk, None] - 2.0 * rows @ bank.t() + sq[None, :]
         d2[torch.arange(len(rows)), torch.arange(start, start + len(rows))] = float("inf")
-        near = d2.topk(k, dim=1, largest=False).values.clamp_min(0.0).sqrt()
-        out.append(near.mean(dim=1))
-    return torch.cat(out).clamp_min(1e-6)
+        near = d2.topk(count, dim=1, largest=False)
+        dists.append(near.values.clamp_min(0.0).sqrt())
+        index.append(near.indices)
+    return torch.cat(dists), torch.cat(index)
+
+
+def bank_spacing(bank: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """[M]: each bank entry's mean distance to its `k` nearest other entries."""
+    return spacing_of(bank_neighbours(bank, k, chunk)[0], k)
+
+
+def spacing_of(neighbour_distances: torch.Tensor, k: int) -> torch.Tensor:
+    return neighbour_distances[:, :k].mean(dim=1).clamp_min(1e-6)
 
 
 def search(
@@ -185,12 +197,17 @@ class PatchCore(nn.Module):
         """
         return self.distances(self.features(image), exclude)
 
-    def distances(self, feats: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    def distances(self, feats: torch.Tensor, exclude: torch.Tensor | None = None,
+                  reweight: torch.Tensor | None = None) -> torch.Tensor:
         """`patch_distances` from patch features [N, C, h, w] already computed (the hybrid
-        model pools the same features for its head)."""
+        model pools the same features for its head). `reweight` [N, M] (training only, with a
+        density-aware bank) multiplies each entry's squared scaled distance: (s_m / s'_m)^2
+        puts it in units of a spacing s'_m recomputed without a hidden image's entries."""
         n, c, h, w = feats.shape
         q, partial = search(feats.permute(0, 2, 3, 1).reshape(n, h * w, c), self.projection,
                             self.centre, self.bank_matrix)
+        if reweight is not None:
+            partial = partial * reweight.unsqueeze(1)
         if exclude is not None:
             partial = partial.masked_fill(exclude.unsqueeze(1), float("inf"))
         nearest = partial.min(dim=2).values
