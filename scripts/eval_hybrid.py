@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inspector.cli.model import parse_overrides
 from inspector.core.datasets import GOOD, list_images
 from inspector.core.metrics import auroc, threshold_for_escape, threshold_for_frr
 from inspector.core.pipeline import Detector
@@ -93,17 +95,6 @@ def score_model(out: Path, view: Path) -> dict[str, Any]:
                 mode="json", exclude_none=True)}
 
 
-def parse_knobs(pairs: list[str]) -> dict[str, str]:
-    """`--set key=value` pairs as text (TrainConfig.from_knobs parses and checks each)."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value
-    return out
-
-
 def train(view: Path, out: Path, kind: str, seed: int, extra: dict[str, Any] | None = None
           ) -> tuple[Path, float]:
     started = time.monotonic()
@@ -144,7 +135,10 @@ def main() -> None:
                         help="a training knob for every model trained, as `inspector train "
                         "--set` takes it (e.g. density=3); repeatable")
     args = parser.parse_args()
-    extra = parse_knobs(args.set)
+    try:  # the same `key=value` parsing as `inspector train --set`
+        extra = parse_overrides(args.set)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
     work = args.work or Path(tempfile.mkdtemp(prefix="eval_hybrid-"))
     report: dict[str, Any] = {}
     for name in args.sets.split(","):

@@ -245,7 +245,7 @@ def _pick_split(detector: Detector, ds: Dataset, split: str) -> list[Sample]:
     return _held_out(detector, ds, "test") or list(ds.test)
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
     """`key=value` pairs as text: training.config parses and checks each knob by its type."""
     out: dict[str, str] = {}
     for pair in pairs:
@@ -322,7 +322,7 @@ def train_cmd(
                                 "labelled": str(labelled) if labelled else None}
     try:
         result = training.train_command(
-            data=data, out=out, **knobs, **_parse_overrides(set_ or [])
+            data=data, out=out, **knobs, **parse_overrides(set_ or [])
         )
     except InspectorError as exc:
         raise fail(exc) from exc
