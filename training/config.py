@@ -25,8 +25,7 @@ TILED_SCORE_TOP = 0.1
 AUTO_PCA = {"anomaly": 192, "hybrid": 0}
 #: Density-aware search by default (`density=-1`), per model kind, chosen the same way: anomaly
 #: models measure a patch's distance in units of the matched bank entry's spacing to its 3
-#: nearest neighbours; hybrids keep plain distances (their defect bank's evidence is a ratio of
-#: plain distances).
+#: nearest neighbours; hybrids keep plain distances (their out-of-fold CV preferred them).
 AUTO_DENSITY = {"anomaly": 3, "hybrid": 0}
 Resize = Literal["stretch", "letterbox", "center_crop"]
 Color = Literal["auto", "rgb", "gray"]

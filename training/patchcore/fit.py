@@ -212,16 +212,19 @@ def fit(backbone: Backbone, data: TrainData, config: TrainConfig) -> Fitted:
     return Fitted(
         model=model,
         labels=["good", "defect"],
-        what=f"PatchCore ({backbone.describe_taps()}; {_axes(model)}memory bank "
+        what=f"PatchCore ({backbone.describe_taps()}; {_search(model)}memory bank "
              f"{model.bank_size} patches)",
         calibration=calibration,
         metrics={"bank_size": model.bank_size},
     )
 
 
-def _axes(model: PatchCore) -> str:
+def _search(model: PatchCore) -> str:
     p = model.projection
-    return "" if p is None else f"{p.shape[1]} of {p.shape[0]} principal axes; "
+    axes = "" if p is None else f"{p.shape[1]} of {p.shape[0]} principal axes; "
+    k = model.config.density
+    return axes + (f"distances in units of the bank's spacing to {k} neighbours; " if k > 0
+                   else "")
 
 
 STEP = FitStep(samples=_good_samples, fit=fit)
