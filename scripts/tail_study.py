@@ -100,6 +100,10 @@ class Variant:
     scoring: Scoring = field(default_factory=Scoring)
     image_size: int = 224
     backbone: str = "effnet_lite0"
+    #: Reflect-pad the input by this many pixels a side before the backbone and crop the patch
+    #: grid back (a multiple of 16): edge patches then see the part's texture continued
+    #: instead of the convolutions' zero padding.
+    pad: int = 0
 
 
 def variants() -> list[Variant]:
@@ -139,6 +143,7 @@ def extra_variants(spec: str) -> list[Variant]:
                 Scoring(**scoring),
                 item.get("image_size", 224),
                 item.get("backbone", "effnet_lite0"),
+                item.get("pad", 0),
             )
         )
     return out
@@ -146,10 +151,14 @@ def extra_variants(spec: str) -> list[Variant]:
 
 class Study:
     def __init__(self, data: Path, cache: Path, image_size: int, seed: int = 0,
-                 backbone: str = "effnet_lite0") -> None:
+                 backbone: str = "effnet_lite0", pad: int = 0) -> None:
+        if pad % 16:
+            raise SystemExit(f"pad must be a multiple of 16 (the patch grid's stride), got {pad}")
         self.backbone = backbone
+        self.pad = pad
         self.taps = ALL_TAPS[backbone]
         suffix = "" if backbone == "effnet_lite0" else f"_{backbone}"
+        suffix += f"_pad{pad}" if pad else ""
         self.cache = cache / f"{data.name}_{image_size}_s{seed}{suffix}"
         self.cache.mkdir(parents=True, exist_ok=True)
         self.splits = load_splits(data, seed=seed, val_fraction=0.15)
@@ -170,6 +179,9 @@ class Study:
         if all(f.exists() for f in files):
             return [np.load(f, mmap_mode="r") for f in files]
         images = load_images(samples, self.spec, f"reading {part}").pixels
+        if self.pad:
+            p = self.pad
+            images = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
         from training.backbones.base import Normalise
 
         backbone = build_backbone(self.backbone)
@@ -214,6 +226,9 @@ class Study:
         if scales is not None:
             rows = [r * s for r, s in zip(rows, scales, strict=True)]
         x = torch.cat(rows, dim=1)
+        if self.pad:
+            cut = self.pad // 16
+            x = x[..., cut:-cut, cut:-cut]
         n, c, h, w = x.shape
         out = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
         if feats.pca:
@@ -375,11 +390,12 @@ def main() -> None:
     if args.variant:
         chosen = [v for v in chosen if v.name in args.variant]
     chosen += extra_variants(args.extra)
-    studies: dict[tuple[int, str], Study] = {}
+    studies: dict[tuple[int, str, int], Study] = {}
     for v in chosen:
-        key = (v.image_size, v.backbone)
+        key = (v.image_size, v.backbone, v.pad)
         if key not in studies:
-            studies[key] = Study(args.data, args.cache, v.image_size, backbone=v.backbone)
+            studies[key] = Study(args.data, args.cache, v.image_size, backbone=v.backbone,
+                                 pad=v.pad)
         row = run(studies[key], v, args.tune.split(","), args.confirm.split(","),
                   args.test)
         print(show(row), flush=True)
