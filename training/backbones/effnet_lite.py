@@ -20,37 +20,26 @@ from torch import nn
 
 from training.errors import TrainingError
 
-#: (repeats, kernel, stride, expand ratio, out channels) per stage of EfficientNet-Lite0.
-LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
+Stage = tuple[int, int, int, int, int]
+#: Per stage of the Lite family: kernel, stride and expand ratio are shared by every variant.
+_KERNELS = (3, 3, 5, 3, 5, 5, 3)
+_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+_EXPAND = (1, 6, 6, 6, 6, 6, 6)
+
+
+def _stages(repeats: tuple[int, ...], channels: tuple[int, ...]) -> tuple[Stage, ...]:
+    """(repeats, kernel, stride, expand ratio, out channels) per stage."""
+    return tuple(zip(repeats, _KERNELS, _STRIDES, _EXPAND, channels, strict=True))
+
+
+LITE0_STAGES = _stages((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320))
 #: Lite1 and Lite2 scale depth (the middle stages repeat more) and, for Lite2, width; the stem
 #: (32) and head (1280) stay fixed in the Lite family.
-LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 40),
-    (4, 3, 2, 6, 80),
-    (4, 5, 1, 6, 112),
-    (5, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
-LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 48),
-    (4, 3, 2, 6, 88),
-    (4, 5, 1, 6, 120),
-    (5, 5, 2, 6, 208),
-    (1, 3, 1, 6, 352),
-)
-LITE_STAGES = {0: LITE0_STAGES, 1: LITE1_STAGES, 2: LITE2_STAGES}
+LITE_STAGES = {
+    0: LITE0_STAGES,
+    1: _stages((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
+    2: _stages((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
+}
 #: Inputs are scaled to [-1, 1]: (x / 255 - 0.5) / 0.5.
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
@@ -115,7 +104,7 @@ class EfficientNetLite(nn.Module):
 
     def __init__(
         self,
-        stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES,
+        stages: tuple[Stage, ...] = LITE0_STAGES,
         stem: int = 32,
         head: int = 1280,
         num_classes: int = 1000,
