@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,30 @@ CLI = [sys.executable, "-c", "from inspector.cli import main; main()"]
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux; the usual default
+    elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A loopback port free now, chosen outside the ephemeral range when it can be: a port
+    picked by bind(0) is an ephemeral one, and any outgoing connection (a database or broker
+    client, in this process or another) may take it before the server binds it."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 30000) if not low <= p <= high]
+    rng = random.Random()
+    for port in rng.sample(candidates, min(50, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -78,6 +102,10 @@ def _length(data: bytes) -> int:
     return 0
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process took it first."""
+
+
 class ServerProcess:
     """`inspector serve` as a child process; logs go to a file shown when a test fails."""
 
@@ -89,7 +117,22 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> ServerProcess:
+        """Start the server and wait for /healthz. When another process took the chosen port
+        between `free_port` and the server's bind (the server then exits, saying so), try
+        again on a fresh port."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ServerProcess:
+        seen = len(self.log())
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--models", str(self.models_dir), "--port", str(self.port)],
@@ -98,6 +141,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log()[seen:]:
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:

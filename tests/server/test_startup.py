@@ -112,3 +112,27 @@ def test_a_settings_error_names_the_field_but_never_echoes_a_secret(tmp_path: Pa
     assert "webhooks.0.url:" in line and "opcua_users:" in line
     for secret in ("hunter2-short", "pw-tiny"):
         assert secret not in out.stderr + out.stdout
+
+
+@pytest.mark.slow
+def test_the_harness_moves_to_a_fresh_port_when_another_process_took_its_port(
+    tmp_path: Path,
+) -> None:
+    """The server exits with one line when its port is taken; the test harness then starts it
+    on a fresh port instead of failing a whole module (a port picked free can be taken by any
+    outgoing connection before the server binds it)."""
+    import socket
+
+    models = tmp_path / "models"
+    make_package(models)
+    env = base_env(tmp_path / "data", INSPECTOR_AUTH_ENABLED="false")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = int(blocker.getsockname()[1])
+        server = ServerProcess(env, models, tmp_path / "server.log")
+        server.port, server.url = taken, f"http://127.0.0.1:{taken}"
+        with server:
+            assert server.port != taken
+            assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert "address already in use" in server.log()
