@@ -21,7 +21,7 @@ from inspector.core.card import HeatmapSpec, InputSpec, ModelCard, ThresholdSpec
 from inspector.core.images import decode
 from inspector.core.package import sha256_file
 from inspector.core.preprocess import prepare
-from training.backbones.effnet_lite import efficientnet_lite0
+from training.backbones.effnet_lite import efficientnet_lite
 
 SIZE = 224
 SPEC = InputSpec(width=SIZE, height=SIZE, resize="stretch", color="gray")
@@ -30,7 +30,7 @@ SPEC = InputSpec(width=SIZE, height=SIZE, resize="stretch", color="gray")
 class PatchDistance(torch.nn.Module):
     def __init__(self, bank: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.net = efficientnet_lite0()
+        self.net = efficientnet_lite(0)
         self.register_buffer("bank", bank if bank is not None else torch.zeros(1, 120))
 
     def features(self, image: torch.Tensor) -> torch.Tensor:

