@@ -11,6 +11,7 @@ can do), the false-reject rate at 1% escape, and both rates at the card's own th
 one the model ships with, chosen without the evaluation images). Needs the [train] extra.
 
     python scripts/eval_hybrid.py                       # MTD and battery_weld/welding
+    python scripts/eval_hybrid.py --sets denoised       # battery_weld/denoised
     python scripts/eval_hybrid.py --sets mtd --per-type 10 --seed 0 --json /tmp/hybrid.json
     python scripts/eval_hybrid.py --kinds auto          # the default model only
 """
@@ -40,7 +41,8 @@ from training.datasets import load_splits
 from training.train import run_training
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {"mtd": SHARED / "mtd", "welding": SHARED / "battery_weld" / "welding"}
+SETS = {"mtd": SHARED / "mtd", "welding": SHARED / "battery_weld" / "welding",
+        "denoised": SHARED / "battery_weld" / "denoised"}
 FRRS = (0.01, 0.02, 0.05)
 ESCAPE = 0.01
 
@@ -124,7 +126,8 @@ def print_table(name: str, model: str, f: dict[str, Any], seconds: float) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="mtd,welding", help="comma-separated: mtd, welding")
+    parser.add_argument("--sets", default="mtd,welding",
+                        help="comma-separated: mtd, welding, denoised (battery_weld's two)")
     parser.add_argument("--per-type", type=int, default=10, help="labelled defects per type")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", default="auto,anomaly",

@@ -14,11 +14,15 @@ was trained on. On top of it, training adds:
   optionally `good/`, all of it for training; a file of it that is also in the data's
   validation or test split (the same file, also through a symlink) leaves those splits, so a
   model is never evaluated on what it learnt;
+- the same for copies: a validation or test image whose bytes are those of a training image
+  (a file copied into both folders, as 7 of battery_weld/welding's 35 test goods are) leaves
+  those splits with a note, so the false-reject figures are not measured on memorised images;
 - clear errors for empty class folders and masks without a matching defect folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from inspector.core.datasets import (
     Sample,
     is_mvtec,
     list_images,
+    relative_name,
     scan,
     train_defect_folders,
 )
@@ -115,6 +120,67 @@ def scan_labelled(folder: Path) -> list[Sample]:
 
 def _without(samples: Sequence[Sample], files: set[Path]) -> list[Sample]:
     return [s for s in samples if s.path.resolve() not in files]
+
+
+def _digest(path: Path) -> bytes | None:
+    """SHA-256 of a file's bytes; None when it cannot be read (reading reports that later)."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.digest()
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _copies(
+    train: Sequence[Sample], held: Sequence[Sample], root: Path
+) -> tuple[set[Sample], str | None]:
+    """The samples of `held` (validation and test) whose bytes equal a training image's, and a
+    note naming one such pair when there are any. A file is hashed only when a training file
+    has its size, so a data set without copies costs a stat per file."""
+    by_size: dict[int, list[Sample]] = {}
+    for t in train:
+        n = _file_size(t.path)
+        if n is not None:
+            by_size.setdefault(n, []).append(t)
+    digests: dict[Path, bytes | None] = {}
+
+    def digest(path: Path) -> bytes | None:
+        if path not in digests:
+            digests[path] = _digest(path)
+        return digests[path]
+
+    copies: list[tuple[Sample, Sample]] = []
+    for s in held:
+        twins = by_size.get(_file_size(s.path) or -1, [])
+        own = digest(s.path) if twins else None
+        twin = next((t for t in twins if own is not None and digest(t.path) == own), None)
+        if twin is not None:
+            copies.append((s, twin))
+    if not copies:
+        return set(), None
+    s, t = copies[0]
+    return {c for c, _ in copies}, (
+        f"{len(copies)} validation or test image(s) are byte-for-byte copies of training images "
+        f"(e.g. {_rel(s.path, root)} = {_rel(t.path, root)}): left out of those splits, so "
+        "the model is not measured on images it memorised"
+    )
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return relative_name(path, root)
+    except ValueError:  # a --labelled folder outside the data folder
+        return str(path)
 
 
 def check_folders(root: Path) -> None:
@@ -206,6 +272,10 @@ def load_splits(
             notes.append(f"{moved} labelled image(s) of {labelled} are also in {root}'s "
                          "validation or test split: left out of those splits")
         train, val, test = [*_without(train, files), *extra], kept_val, kept_test
+    copies, note = _copies(train, [*val, *test], root)
+    if note:
+        notes.append(note)
+        val, test = [v for v in val if v not in copies], [t for t in test if t not in copies]
     if not any(not s.is_defect for s in train):
         raise DatasetError(f"{root}: no good images left for training", hint="add good images")
     return Splits(

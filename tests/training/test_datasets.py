@@ -94,3 +94,48 @@ def test_median_aspect_reads_headers(tmp_path: Path) -> None:
 
     root = make_mvtec(tmp_path / "d", n_train=3, n_good=1, n_defect=1, size=32)
     assert median_aspect(load_splits(root).train) == 1.0
+
+
+def test_copies_of_training_images_leave_validation_and_test(tmp_path: Path) -> None:
+    """A file copied into train/ and test/ (7 of battery_weld/welding's 35 test goods are) is
+    not evaluated on: it leaves the test split with a note naming a pair. A file of the same
+    size with other bytes stays."""
+    root = make_mvtec(tmp_path / "d", n_train=6, n_good=3, n_defect=2, size=32)
+    before = load_splits(root, val_fraction=0.0)
+    assert not any("copies" in n for n in before.notes)
+    train_good = sorted((root / "train" / "good").iterdir())
+    copy = root / "test" / "good" / "copied.png"
+    copy.write_bytes(train_good[0].read_bytes())
+    (root / "test" / "crack" / "copied_defect.png").symlink_to(train_good[1])
+    near = bytearray(train_good[2].read_bytes())
+    near[-5] ^= 0xFF  # same size, other bytes
+    (root / "test" / "good" / "near.png").write_bytes(bytes(near))
+    after = load_splits(root, val_fraction=0.0)
+    tested = {s.path.name for s in after.test}
+    assert "copied.png" not in tested and "copied_defect.png" not in tested
+    assert "near.png" in tested and len(after.test) == len(before.test) + 1
+    note = next(n for n in after.notes if "copies of training images" in n)
+    assert note.startswith("2 validation or test image(s)") and " = train/good/" in note
+
+
+def test_a_copy_inside_train_good_never_validates_its_twin(tmp_path: Path) -> None:
+    """Validation goods are cut from train/good: where a seed cuts two copies apart, the
+    validation one leaves, and where it does not, nothing is said."""
+    root = make_mvtec(tmp_path / "d", n_train=6, n_good=3, n_defect=2, size=32)
+    first = sorted((root / "train" / "good").iterdir())[0]
+    (root / "train" / "good" / "twin.png").write_bytes(first.read_bytes())
+    apart = together = 0
+    for seed in range(12):
+        split = load_splits(root, val_fraction=0.5, seed=seed)
+        trained = {s.path.read_bytes() for s in split.train}
+        assert not any(s.path.read_bytes() in trained for s in split.val)
+        pair = {first.name, "twin.png"}
+        in_train = len(pair & {s.path.name for s in split.train})
+        in_val = len(pair & {s.path.name for s in split.val})
+        cut = in_train == 1 and in_val == 0  # the seed cut them apart and the val one left
+        assert cut or in_train + in_val == 2
+        noted = any(n.startswith("1 validation or test image(s)") for n in split.notes)
+        assert noted == cut, seed
+        apart += cut
+        together += not cut
+    assert apart and together  # both cases were seen
