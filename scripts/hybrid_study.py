@@ -3,6 +3,7 @@ defects) of a cache made by hybrid_study_cache.py; test-split figures printed be
 record only (designs are chosen on the CV columns).
 
     python scripts/hybrid_study.py /tmp/hyb/study/mtd.npz
+    python scripts/hybrid_study.py /tmp/hyb/study/mtd.npz inputs   # head inputs, anomaly alone
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inspector.core.metrics import auroc, threshold_for_frr
 from training.hybrid.head import fit_head, predict, stratified_folds
-from training.hybrid.model import defect_log_odds, describe
+from training.hybrid.model import combine, defect_log_odds, describe
 
 FRRS = (0.01, 0.02, 0.05)
 
@@ -118,7 +119,10 @@ class Study:
 
     # --- evaluation -------------------------------------------------------------------------
     def run(self, name: str, l2: float, ev: dict | None = None, base_top: float = 0.02,
-            use_base: bool = True, extra: np.ndarray | None = None) -> dict:
+            use_base: bool = True, extra: np.ndarray | None = None, odds: bool = False) -> dict:
+        """One head design: out-of-fold CV on the training data, test figures beside. The head
+        and anomaly parts are combined by their maximum (the study's first rounds) or, with
+        `odds`, by adding their odds as the shipped model does (`combine`)."""
         x0 = self.base(base_top) if use_base else np.zeros((len(self.label), 0), np.float32)
         if extra is not None:
             x0 = np.concatenate([x0, extra], 1)
@@ -145,8 +149,10 @@ class Study:
             x = np.concatenate([x0, e], 1)
         head = fit_head(x[tr], ytr, len(self.labels), l2, 200)
         test_logits = predict(head, x[te])
-        cv = np.maximum(defect_log_odds(torch.from_numpy(oof)).numpy(), self.anom[tr])
-        ts = np.maximum(defect_log_odds(torch.from_numpy(test_logits)).numpy(), self.anom[te])
+        join = (lambda h, a: combine(torch.from_numpy(h), torch.from_numpy(a)).numpy()) if odds \
+            else np.maximum
+        cv = join(defect_log_odds(torch.from_numpy(oof)).numpy(), self.anom[tr])
+        ts = join(defect_log_odds(torch.from_numpy(test_logits)).numpy(), self.anom[te])
         gt, bt = ytr == 0, self.label[te] != "good"
         r = {"name": name, "cv_auc": auroc(~gt, cv), "cv_esc": esc_at(cv[gt], cv[~gt]),
              "te_auc": auroc(bt, ts), "te_esc": esc_at(ts[~bt], ts[bt]), "test_scores": ts,
@@ -177,6 +183,20 @@ def main() -> None:
         for k, mode, pt in ((3, "ratio", True), (10, "diff", False)):
             ev = {"k": k, "mode": mode, "topk": 3, "per_type": pt}
             s.run(f"ev k={k} {mode} pt={int(pt)} l2=1", 1.0, ev)
+    if what == "inputs":  # head inputs against the part-identity shortcut (fourth round)
+        c = s.patches.shape[2]
+        base = s.base()
+        ev = {"k": 3, "mode": "ratio", "topk": 3, "per_type": True}
+        for name, x in (("all (default)", base), ("without the mean", base[:, c:]),
+                        ("top patches + anomaly figures", base[:, 2 * c:]),
+                        ("anomaly figures only", base[:, 3 * c:])):
+            s.run(name, 1.0, ev, use_base=False, extra=x, odds=True)
+        gt, bt = s.y[s.tr] == 0, s.label[s.te] != "good"
+        cv, ts = s.anom[s.tr], s.anom[s.te]
+        print(f"{'anomaly part alone':42s} CV auc {auroc(~gt, cv):.4f} esc@1/2/5 "
+              + "/".join(f"{v*100:.1f}" for v in esc_at(cv[gt], cv[~gt]))
+              + f" | test auc {auroc(bt, ts):.4f} esc "
+              + "/".join(f"{v*100:.1f}" for v in esc_at(ts[~bt], ts[bt])))
     if what in ("all", "l2"):
         for l2 in (0.1, 1.0, 10.0, 100.0):
             s.run(f"base l2={l2}", l2)

@@ -4,6 +4,7 @@ goods, the labelled defects and the test images, so that head designs can be com
 out-of-fold CV on the training data without re-running the backbone.
 
     python scripts/hybrid_study_cache.py mtd /tmp/hyb/study
+    python scripts/hybrid_study_cache.py welding /tmp/hyb/welding1 1   # labelled draw (seed) 1
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     name, work = sys.argv[1], Path(sys.argv[2])
     view = work / name / "data"
     if not view.exists():
-        make_view(SETS[name], view, 10, 0)
+        make_view(SETS[name], view, 10, int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     config = resolve_kind(TrainConfig.from_knobs({"seed": 0, "kind": "hybrid"}), view)
     torch.manual_seed(0)
     splits = load_splits(view, **config.split_kwargs())
