@@ -22,7 +22,6 @@ was trained on. On top of it, training adds:
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from inspector.core.datasets import (
     train_defect_folders,
 )
 from inspector.core.errors import DatasetError
+from inspector.core.package import sha256_file
 
 __all__ = ["GOOD", "Sample", "Splits", "has_labelled_defects", "load_splits"]
 
@@ -122,18 +122,6 @@ def _without(samples: Sequence[Sample], files: set[Path]) -> list[Sample]:
     return [s for s in samples if s.path.resolve() not in files]
 
 
-def _digest(path: Path) -> bytes | None:
-    """SHA-256 of a file's bytes; None when it cannot be read (reading reports that later)."""
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.digest()
-
-
 def _file_size(path: Path) -> int | None:
     try:
         return path.stat().st_size
@@ -152,18 +140,23 @@ def _copies(
         n = _file_size(t.path)
         if n is not None:
             by_size.setdefault(n, []).append(t)
-    digests: dict[Path, bytes | None] = {}
+    digests: dict[Path, str | None] = {}
 
-    def digest(path: Path) -> bytes | None:
+    def digest(path: Path) -> str | None:
+        """The file's SHA-256, once per file; None when unreadable (reading reports it later)."""
         if path not in digests:
-            digests[path] = _digest(path)
+            try:
+                digests[path] = sha256_file(path)
+            except OSError:
+                digests[path] = None
         return digests[path]
 
     copies: list[tuple[Sample, Sample]] = []
     for s in held:
-        twins = by_size.get(_file_size(s.path) or -1, [])
+        size = _file_size(s.path)
+        twins = by_size.get(size, []) if size is not None else []
         own = digest(s.path) if twins else None
-        twin = next((t for t in twins if own is not None and digest(t.path) == own), None)
+        twin = next((t for t in twins if digest(t.path) == own), None) if own else None
         if twin is not None:
             copies.append((s, twin))
     if not copies:
